@@ -1,0 +1,384 @@
+//! The task controller: one tokio task per assigned task, driving the executor through
+//! prepare, start, wait, shutdown and remove, and reporting each status it reaches.
+//!
+//! A controller first reconciles with the executor (`inspect`): a task that kept running while
+//! the agent was down is adopted, never restarted. Then it loops: read the newest assignment
+//! (desired state, removal), take one step, report. Statuses only move forward: `report` drops a
+//! status that is not newer than the last one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_types::{ExitInfo, Task, TaskState, TaskStatus, Timestamp};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::db::TaskDb;
+use crate::executor::{ExecState, Executor, ExitStatus};
+use crate::reporter::Reporter;
+
+/// How long a task gets to stop before the executor kills it.
+pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Message of the FAILED status given to a task the executor no longer knows after a restart.
+pub const LOST_MESSAGE: &str = "the task's process was lost while the agent was down";
+
+/// The newest word from the manager about one task.
+#[derive(Clone, Debug)]
+pub(crate) struct Assignment {
+    pub(crate) task: Task,
+    /// The task left the node's assignment set: stop it, remove it, forget it.
+    pub(crate) removed: bool,
+}
+
+/// Where the controller is in the task's life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Nothing done with the executor yet.
+    Fresh,
+    /// Prepared; starts once desired state is RUNNING.
+    Prepared,
+    /// Started; waiting for it to end.
+    Running,
+    /// Terminal status reported; waits for removal.
+    Done,
+}
+
+/// Everything a controller needs.
+pub(crate) struct Controller {
+    pub(crate) task_id: String,
+    pub(crate) executor: Arc<dyn Executor>,
+    pub(crate) db: Arc<TaskDb>,
+    pub(crate) reporter: Reporter,
+    pub(crate) assignment: watch::Receiver<Assignment>,
+    pub(crate) cancel: CancellationToken,
+    /// The last status reported (or stored).
+    pub(crate) status: TaskStatus,
+}
+
+impl Controller {
+    /// Reconciles with the executor, tells `reconciled`, then drives the task until it is
+    /// removed or the agent stops (tasks keep running when the agent stops).
+    pub(crate) async fn run(mut self, reconciled: tokio::sync::oneshot::Sender<()>) {
+        let phase = self.initial_phase().await;
+        let _ = reconciled.send(());
+        if let Some(phase) = phase {
+            self.drive(phase).await;
+        }
+    }
+
+    /// Where to resume, from the stored status and what the executor knows.
+    async fn initial_phase(&mut self) -> Option<Phase> {
+        let state = self.status.state;
+        if state.is_terminal() {
+            return Some(Phase::Done);
+        }
+        let executor = Arc::clone(&self.executor);
+        let inspected = self.call(executor.inspect(&self.task_id)).await?;
+        let phase = match inspected {
+            Ok(ExecState::Running) => {
+                if state >= TaskState::Starting {
+                    info!("adopting a task that kept running");
+                }
+                self.report(status(TaskState::Running, "started")).await;
+                Phase::Running
+            }
+            Ok(ExecState::Exited(exit)) => {
+                self.report(exit_status(&exit)).await;
+                Phase::Done
+            }
+            Ok(ExecState::Prepared) => {
+                self.report(status(TaskState::Ready, "prepared")).await;
+                Phase::Prepared
+            }
+            Ok(ExecState::Missing) if state >= TaskState::Starting => {
+                warn!("the executor no longer knows this task");
+                self.report(failed(LOST_MESSAGE.to_string())).await;
+                Phase::Done
+            }
+            Ok(ExecState::Missing) => Phase::Fresh,
+            Err(error) if state >= TaskState::Starting => {
+                self.report(failed(format!("inspecting the task: {error}")))
+                    .await;
+                Phase::Done
+            }
+            Err(error) => {
+                debug!(%error, "inspect failed for a task not yet started");
+                Phase::Fresh
+            }
+        };
+        Some(phase)
+    }
+
+    async fn drive(mut self, mut phase: Phase) {
+        loop {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let (desired, removed) = {
+                let assignment = self.assignment.borrow_and_update();
+                (assignment.task.desired_state, assignment.removed)
+            };
+            if (removed || desired >= TaskState::Shutdown) && phase != Phase::Done {
+                if !self.stop(phase).await {
+                    return;
+                }
+                phase = Phase::Done;
+                continue;
+            }
+            if removed {
+                self.remove().await;
+                return;
+            }
+            let next = match phase {
+                Phase::Fresh if desired >= TaskState::Ready => self.prepare().await,
+                Phase::Prepared if desired >= TaskState::Running => self.start().await,
+                Phase::Running => self.wait().await,
+                _ => {
+                    if !self.changed().await {
+                        return;
+                    }
+                    Some(phase)
+                }
+            };
+            match next {
+                Some(next) => phase = next,
+                None => return,
+            }
+        }
+    }
+
+    async fn prepare(&mut self) -> Option<Phase> {
+        self.report(status(TaskState::Accepted, "accepted")).await;
+        self.report(status(TaskState::Preparing, "preparing")).await;
+        let task = self.assignment.borrow().task.clone();
+        let executor = Arc::clone(&self.executor);
+        match self.call(executor.prepare(&task)).await? {
+            Ok(()) => {
+                self.report(status(TaskState::Ready, "prepared")).await;
+                Some(Phase::Prepared)
+            }
+            Err(error) => {
+                let mut rejected = status(TaskState::Rejected, "preparing failed");
+                rejected.err = format!("preparing the task: {error}");
+                self.report(rejected).await;
+                Some(Phase::Done)
+            }
+        }
+    }
+
+    async fn start(&mut self) -> Option<Phase> {
+        self.report(status(TaskState::Starting, "starting")).await;
+        let executor = Arc::clone(&self.executor);
+        match self.call(executor.start(&self.task_id)).await? {
+            Ok(()) => {
+                self.report(status(TaskState::Running, "started")).await;
+                Some(Phase::Running)
+            }
+            Err(error) => {
+                self.report(failed(format!("starting the task: {error}")))
+                    .await;
+                Some(Phase::Done)
+            }
+        }
+    }
+
+    /// Waits for the task to end, or for an assignment that stops it (then returns `Running`
+    /// so the caller shuts it down).
+    async fn wait(&mut self) -> Option<Phase> {
+        let executor = Arc::clone(&self.executor);
+        let task_id = self.task_id.clone();
+        let wait = executor.wait(&task_id);
+        tokio::pin!(wait);
+        loop {
+            tokio::select! {
+                result = &mut wait => {
+                    let reached = match result {
+                        Ok(exit) => exit_status(&exit),
+                        Err(error) => failed(format!("waiting for the task: {error}")),
+                    };
+                    self.report(reached).await;
+                    return Some(Phase::Done);
+                }
+                changed = self.assignment.changed() => {
+                    changed.ok()?;
+                    let assignment = self.assignment.borrow();
+                    if assignment.removed || assignment.task.desired_state >= TaskState::Shutdown {
+                        // Not marked seen: `drive` reads it again.
+                        return Some(Phase::Running);
+                    }
+                }
+                () = self.cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Stops the task; `false` if the agent is stopping.
+    async fn stop(&mut self, phase: Phase) -> bool {
+        match phase {
+            Phase::Fresh => {
+                self.report(status(TaskState::Shutdown, "shut down before it started"))
+                    .await;
+            }
+            Phase::Prepared | Phase::Running => {
+                let executor = Arc::clone(&self.executor);
+                let Some(result) = self
+                    .call(executor.shutdown(&self.task_id, SHUTDOWN_TIMEOUT))
+                    .await
+                else {
+                    return false;
+                };
+                match result {
+                    Ok(()) => {
+                        let mut shutdown = status(TaskState::Shutdown, "shutdown");
+                        if let Some(Ok(ExecState::Exited(exit))) =
+                            self.call(executor.inspect(&self.task_id)).await
+                        {
+                            shutdown.exit = Some(ExitInfo {
+                                code: exit.code,
+                                signal: exit.signal,
+                            });
+                        }
+                        self.report(shutdown).await;
+                    }
+                    Err(error) => {
+                        self.report(failed(format!("shutting down the task: {error}")))
+                            .await;
+                    }
+                }
+            }
+            Phase::Done => {}
+        }
+        true
+    }
+
+    /// Removes the task from the executor and forgets it.
+    async fn remove(&mut self) {
+        let executor = Arc::clone(&self.executor);
+        match self.call(executor.remove(&self.task_id)).await {
+            None => return,
+            Some(Err(error)) => warn!(%error, "removing the task from the executor"),
+            Some(Ok(())) => {}
+        }
+        let task_id = self.task_id.clone();
+        match self.db.run(move |db| db.remove(&task_id)).await {
+            Ok(()) => info!("task removed"),
+            Err(error) => warn!(%error, "dropping the task from the task database"),
+        }
+    }
+
+    /// Waits for a new assignment; `false` if the agent is stopping.
+    async fn changed(&mut self) -> bool {
+        tokio::select! {
+            changed = self.assignment.changed() => changed.is_ok(),
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// Runs an executor call unless the agent stops first (then `None`).
+    async fn call<T>(&self, call: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            result = call => Some(result),
+            () = self.cancel.cancelled() => None,
+        }
+    }
+
+    /// Records and queues a status if it moves the task forward.
+    async fn report(&mut self, next: TaskStatus) {
+        if next.state <= self.status.state {
+            return;
+        }
+        debug!(state = %next.state, message = %next.message, err = %next.err, "task status");
+        let task_id = self.task_id.clone();
+        let stored = next.clone();
+        if let Err(error) = self
+            .db
+            .run(move |db| db.update_status(&task_id, &stored))
+            .await
+        {
+            warn!(%error, "storing the task status");
+        }
+        self.reporter.push(&self.task_id, next.clone());
+        self.status = next;
+    }
+}
+
+fn status(state: TaskState, message: &str) -> TaskStatus {
+    TaskStatus {
+        state,
+        timestamp: Timestamp::now(),
+        message: message.to_string(),
+        err: String::new(),
+        exit: None,
+    }
+}
+
+fn failed(err: String) -> TaskStatus {
+    TaskStatus {
+        err,
+        ..status(TaskState::Failed, "failed")
+    }
+}
+
+/// The status a task reaches when its process ends.
+pub(crate) fn exit_status(exit: &ExitStatus) -> TaskStatus {
+    let info = Some(ExitInfo {
+        code: exit.code,
+        signal: exit.signal,
+    });
+    if exit.code == 0 && exit.signal.is_none() {
+        return TaskStatus {
+            exit: info,
+            ..status(TaskState::Complete, "finished")
+        };
+    }
+    let err = match exit.signal {
+        Some(signal) => format!("task exited on signal {signal}"),
+        None if exit.code == -1 && !exit.message.is_empty() => {
+            format!("task exited with an unknown exit code: {}", exit.message)
+        }
+        None if exit.code == -1 => "task exited with an unknown exit code".to_string(),
+        None => format!("task exited with code {}", exit.code),
+    };
+    TaskStatus {
+        exit: info,
+        ..failed(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: i32, signal: Option<i32>, message: &str) -> ExitStatus {
+        ExitStatus {
+            code,
+            signal,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn exit_statuses_name_the_code_or_signal() {
+        let ok = exit_status(&exit(0, None, ""));
+        assert_eq!(ok.state, TaskState::Complete);
+        assert_eq!(ok.exit, Some(ExitInfo { code: 0, signal: None }));
+        assert!(ok.err.is_empty());
+
+        let code = exit_status(&exit(3, None, ""));
+        assert_eq!(code.state, TaskState::Failed);
+        assert_eq!(code.err, "task exited with code 3");
+        assert_eq!(code.exit, Some(ExitInfo { code: 3, signal: None }));
+
+        let signal = exit_status(&exit(-1, Some(9), ""));
+        assert_eq!(signal.state, TaskState::Failed);
+        assert_eq!(signal.err, "task exited on signal 9");
+
+        let unknown = exit_status(&exit(-1, None, "adopted after a restart"));
+        assert_eq!(
+            unknown.err,
+            "task exited with an unknown exit code: adopted after a restart"
+        );
+    }
+}

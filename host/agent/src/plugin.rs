@@ -1,0 +1,204 @@
+//! The executor plugin of `swarm-plugin-host` as the agent's [`Executor`], and the plugin host
+//! as its [`LogReader`]; the conversions from `swarm_types` to the plugin's task record.
+
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use swarm_plugin_host as host;
+use swarm_types::{Runtime, Task};
+
+use crate::executor::{
+    ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
+};
+
+impl Executor for host::ExecutorPlugin {
+    fn describe(&self) -> BoxFuture<'_, Result<ExecutorInfo, ExecutorError>> {
+        async move {
+            let info = host::ExecutorPlugin::describe(self).await.map_err(error)?;
+            Ok(ExecutorInfo {
+                name: info.name,
+                runtimes: info.runtimes,
+            })
+        }
+        .boxed()
+    }
+
+    fn prepare<'a>(&'a self, task: &'a Task) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        async move {
+            let task = exec_task(task);
+            host::ExecutorPlugin::prepare(self, &task)
+                .await
+                .map_err(error)
+        }
+        .boxed()
+    }
+
+    fn start<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        async move {
+            host::ExecutorPlugin::start(self, task_id)
+                .await
+                .map_err(error)
+        }
+        .boxed()
+    }
+
+    fn wait<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ExitStatus, ExecutorError>> {
+        async move {
+            host::ExecutorPlugin::wait(self, task_id)
+                .await
+                .map(exit_status)
+                .map_err(error)
+        }
+        .boxed()
+    }
+
+    fn shutdown<'a>(
+        &'a self,
+        task_id: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        async move {
+            host::ExecutorPlugin::shutdown(self, task_id, timeout)
+                .await
+                .map_err(error)
+        }
+        .boxed()
+    }
+
+    fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), ExecutorError>> {
+        async move {
+            host::ExecutorPlugin::remove(self, task_id)
+                .await
+                .map_err(error)
+        }
+        .boxed()
+    }
+
+    fn inspect<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ExecState, ExecutorError>> {
+        async move {
+            let state = host::ExecutorPlugin::inspect(self, task_id)
+                .await
+                .map_err(error)?;
+            Ok(match state {
+                host::TaskRuntimeState::Missing => ExecState::Missing,
+                host::TaskRuntimeState::Prepared => ExecState::Prepared,
+                host::TaskRuntimeState::Running => ExecState::Running,
+                host::TaskRuntimeState::Exited(exit) => ExecState::Exited(exit_status(exit)),
+            })
+        }
+        .boxed()
+    }
+}
+
+impl LogReader for host::PluginHost {
+    fn read_logs(
+        &self,
+        task_id: &str,
+        stream: LogStream,
+        tail_bytes: u64,
+    ) -> Result<Vec<u8>, ExecutorError> {
+        let stream = match stream {
+            LogStream::Stdout => host::LogStream::Stdout,
+            LogStream::Stderr => host::LogStream::Stderr,
+        };
+        host::PluginHost::read_logs(self, task_id, stream, tail_bytes).map_err(error)
+    }
+}
+
+fn error(error: host::PluginError) -> ExecutorError {
+    ExecutorError::new(error.to_string())
+}
+
+fn exit_status(exit: host::ExitStatus) -> ExitStatus {
+    ExitStatus {
+        code: exit.code,
+        signal: exit.signal,
+        message: exit.message,
+    }
+}
+
+/// The plugin's view of a task.
+pub(crate) fn exec_task(task: &Task) -> host::ExecTask {
+    let runtime = match &task.spec.runtime {
+        Runtime::Process(process) => host::TaskRuntime::Process(host::ProcessSpec {
+            command: process.command.clone(),
+            args: process.args.clone(),
+            env: env_pairs(&process.env),
+            dir: process.dir.clone(),
+        }),
+        Runtime::Wasi(wasi) => host::TaskRuntime::Wasi(host::WasiSpec {
+            module_path: wasi.module.clone(),
+            args: wasi.args.clone(),
+            env: env_pairs(&wasi.env),
+        }),
+    };
+    let limits = &task.spec.resources.limits;
+    host::ExecTask {
+        id: task.id.clone(),
+        service_id: task.service_id.clone(),
+        service_name: service_name(task),
+        slot: task.slot,
+        runtime,
+        limits: host::TaskLimits {
+            nano_cpus: limits.nano_cpus,
+            memory_bytes: limits.memory_bytes,
+        },
+    }
+}
+
+/// `NAME=VALUE` items as pairs (an item without `=` is a name with an empty value).
+fn env_pairs(env: &[String]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|item| match item.split_once('=') {
+            Some((name, value)) => (name.to_string(), value.to_string()),
+            None => (item.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// The service's name from the task's (`<service>.<slot or node id>`), else the service id.
+fn service_name(task: &Task) -> String {
+    match task.annotations.name.rsplit_once('.') {
+        Some((service, _)) if !service.is_empty() => service.to_string(),
+        _ => task.service_id.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use swarm_types::{ProcessSpec, TaskState};
+
+    use super::*;
+    use crate::db::tests::task;
+
+    #[test]
+    fn tasks_convert_to_the_plugin_record() {
+        let mut task = task("t1", TaskState::Assigned);
+        task.annotations.name = "web.2".into();
+        task.slot = 2;
+        task.spec.runtime = Runtime::Process(ProcessSpec {
+            command: "sleep".into(),
+            args: vec!["5".into()],
+            env: vec!["A=1".into(), "B=x=y".into(), "EMPTY".into()],
+            dir: Some("/tmp".into()),
+        });
+        task.spec.resources.limits.memory_bytes = 1 << 20;
+        let converted = exec_task(&task);
+        assert_eq!(converted.service_name, "web");
+        assert_eq!(converted.slot, 2);
+        assert_eq!(converted.limits.memory_bytes, 1 << 20);
+        let host::TaskRuntime::Process(process) = converted.runtime else {
+            panic!("expected a process runtime");
+        };
+        assert_eq!(
+            process.env,
+            vec![
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), "x=y".to_string()),
+                ("EMPTY".to_string(), String::new()),
+            ]
+        );
+        assert_eq!(process.dir.as_deref(), Some("/tmp"));
+    }
+}

@@ -1,0 +1,535 @@
+//! One session with the dispatcher: register, then heartbeat, receive assignments, listen for
+//! session messages (log requests) and flush task statuses, until any of them fails.
+//!
+//! Any stream end or RPC error ends the whole session; the agent loop then opens a new one
+//! after a backoff. Each part runs as its own tokio task under the session's cancellation token
+//! and is joined (not aborted) when the session ends, so an assignment is never half-applied
+//! and a status batch in flight is put back for the next session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use swarm_proto::pb;
+use swarm_proto::pb::dispatcher_client::DispatcherClient;
+use swarm_types::{Task, TaskState, TaskStatus, Timestamp};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::agent::{AgentStatus, ManagerPeer};
+use crate::error::AgentError;
+use crate::executor::{LogReader, LogStream};
+use crate::reporter::Reporter;
+use crate::worker::Worker;
+
+/// Deadline of a unary call, and of registration (the call plus the first message).
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deadline to open the TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Used when the dispatcher answers a heartbeat with no period.
+const DEFAULT_HEARTBEAT_PERIOD: Duration = Duration::from_secs(5);
+/// Statuses are sent at most this long after they are queued...
+pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// ...or as soon as this many are queued, never more in one call.
+pub(crate) const MAX_BATCH: usize = 1_000;
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SessionError {
+    #[error("invalid manager address {addr:?}: {source}")]
+    Address {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("connecting to {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    #[error("{call}: {status}")]
+    Rpc {
+        call: &'static str,
+        status: tonic::Status,
+    },
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    #[error("the dispatcher ended the {0} stream")]
+    StreamEnded(&'static str),
+    #[error(
+        "assignments gap: a change applies to {applies_to:?} but the last state was {last:?}; \
+         registering again"
+    )]
+    Gap { applies_to: String, last: String },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("session task failed: {0}")]
+    Join(String),
+}
+
+/// How a session ended.
+#[derive(Debug)]
+pub(crate) enum SessionEnd {
+    /// The agent is stopping.
+    Cancelled,
+    /// The session failed; `registered` says whether registration had succeeded.
+    Failed {
+        registered: bool,
+        error: SessionError,
+    },
+}
+
+/// What every session shares with the agent.
+pub(crate) struct Shared {
+    pub(crate) node_id: String,
+    pub(crate) description: pb::NodeDescription,
+    pub(crate) worker: Arc<Mutex<Worker>>,
+    pub(crate) reporter: Reporter,
+    pub(crate) logs: Arc<dyn LogReader>,
+    pub(crate) status: watch::Sender<AgentStatus>,
+}
+
+/// Runs one session to its end.
+pub(crate) async fn run(
+    shared: &Shared,
+    addr: &str,
+    cancel: &CancellationToken,
+) -> SessionEnd {
+    let registered = tokio::select! {
+        registered = register(shared, addr) => registered,
+        () = cancel.cancelled() => return SessionEnd::Cancelled,
+    };
+    let (client, session_id, stream) = match registered {
+        Ok(registered) => registered,
+        Err(error) => {
+            return SessionEnd::Failed {
+                registered: false,
+                error,
+            };
+        }
+    };
+    info!(session_id = %session_id, "registered with the dispatcher");
+    let session = cancel.child_token();
+    let mut parts: JoinSet<Result<(), SessionError>> = JoinSet::new();
+    let span = info_span!("session", session_id = %session_id);
+    parts.spawn(
+        heartbeat(client.clone(), session_id.clone(), session.clone()).instrument(span.clone()),
+    );
+    parts.spawn(
+        assignments(
+            client.clone(),
+            session_id.clone(),
+            Arc::clone(&shared.worker),
+            shared.reporter.clone(),
+            session.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    parts.spawn(
+        listen(
+            stream,
+            client.clone(),
+            session_id.clone(),
+            Arc::clone(&shared.logs),
+            shared.status.clone(),
+            session.clone(),
+        )
+        .instrument(span.clone()),
+    );
+    parts.spawn(
+        flush(client, session_id, shared.reporter.clone(), session.clone()).instrument(span),
+    );
+
+    // The first part to end ends the session; the others are cancelled and joined.
+    let mut first: Option<SessionError> = None;
+    while let Some(joined) = parts.join_next().await {
+        let error = match joined {
+            Ok(Ok(())) if session.is_cancelled() => None,
+            Ok(Ok(())) => Some(SessionError::Protocol("a session part ended early".into())),
+            Ok(Err(error)) => Some(error),
+            Err(error) => Some(SessionError::Join(error.to_string())),
+        };
+        session.cancel();
+        if first.is_none() {
+            first = error;
+        }
+    }
+    shared.status.send_modify(|status| {
+        status.registered = false;
+        status.session_id = None;
+    });
+    match first {
+        Some(error) if !cancel.is_cancelled() => SessionEnd::Failed {
+            registered: true,
+            error,
+        },
+        _ => SessionEnd::Cancelled,
+    }
+}
+
+type Registered = (
+    DispatcherClient<Channel>,
+    String,
+    tonic::Streaming<pb::SessionMessage>,
+);
+
+/// Connects, opens the session stream and reads its first message.
+async fn register(shared: &Shared, addr: &str) -> Result<Registered, SessionError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|source| SessionError::Address {
+            addr: addr.to_string(),
+            source,
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = timeout(CONNECT_TIMEOUT, endpoint.connect())
+        .await
+        .map_err(|_| SessionError::Timeout("connecting"))?
+        .map_err(|source| SessionError::Connect {
+            addr: addr.to_string(),
+            source,
+        })?;
+    let mut client = DispatcherClient::new(channel);
+    let request = pb::SessionRequest {
+        node_id: shared.node_id.clone(),
+        description: Some(shared.description.clone()),
+    };
+    let (stream, first) = timeout(RPC_TIMEOUT, async {
+        let mut stream = client
+            .session(request)
+            .await
+            .map_err(rpc("Session"))?
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .map_err(rpc("Session"))?
+            .ok_or(SessionError::StreamEnded("session"))?;
+        Ok::<_, SessionError>((stream, first))
+    })
+    .await
+    .map_err(|_| SessionError::Timeout("registration"))??;
+    if first.session_id.is_empty() {
+        return Err(SessionError::Protocol(
+            "the first session message carries no session id".into(),
+        ));
+    }
+    let session_id = first.session_id.clone();
+    shared.status.send_modify(|status| {
+        status.registered = true;
+        status.session_id = Some(session_id.clone());
+        status.registrations += 1;
+    });
+    // Log requests in the first message are answered by `listen`, which gets it back below.
+    let mut first = first;
+    apply_managers(&shared.status, &mut first);
+    if !first.log_requests.is_empty() {
+        answer_logs_now(
+            &client,
+            &session_id,
+            &shared.logs,
+            std::mem::take(&mut first.log_requests),
+        );
+    }
+    Ok((client, session_id, stream))
+}
+
+/// Heartbeats at the period the dispatcher asks for (a little under it).
+async fn heartbeat(
+    mut client: DispatcherClient<Channel>,
+    session_id: String,
+    cancel: CancellationToken,
+) -> Result<(), SessionError> {
+    loop {
+        let request = pb::HeartbeatRequest {
+            session_id: session_id.clone(),
+        };
+        let response = tokio::select! {
+            response = timeout(RPC_TIMEOUT, client.heartbeat(request)) => response,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let response = response
+            .map_err(|_| SessionError::Timeout("Heartbeat"))?
+            .map_err(rpc("Heartbeat"))?
+            .into_inner();
+        let period = swarm_proto::duration_from_pb("period", response.period)
+            .map_err(|e| SessionError::Protocol(format!("heartbeat response: {e}")))?;
+        let period = if period.is_zero() {
+            DEFAULT_HEARTBEAT_PERIOD
+        } else {
+            period
+        };
+        let delay = period.mul_f64(rand::rng().random_range(0.9..1.0));
+        debug!(?period, ?delay, "heartbeat sent");
+        tokio::select! {
+            () = sleep(delay) => {}
+            () = cancel.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Receives the assignment stream and hands it to the worker.
+async fn assignments(
+    mut client: DispatcherClient<Channel>,
+    session_id: String,
+    worker: Arc<Mutex<Worker>>,
+    reporter: Reporter,
+    cancel: CancellationToken,
+) -> Result<(), SessionError> {
+    let request = pb::AssignmentsRequest { session_id };
+    let response = tokio::select! {
+        response = timeout(RPC_TIMEOUT, client.assignments(request)) => response,
+        () = cancel.cancelled() => return Ok(()),
+    };
+    let mut stream = response
+        .map_err(|_| SessionError::Timeout("Assignments"))?
+        .map_err(rpc("Assignments"))?
+        .into_inner();
+    let mut last: Option<String> = None;
+    loop {
+        let message = tokio::select! {
+            message = stream.message() => message.map_err(rpc("Assignments"))?,
+            () = cancel.cancelled() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Err(SessionError::StreamEnded("assignments"));
+        };
+        let kind = pb::assignments_message::Type::try_from(message.r#type).map_err(|_| {
+            SessionError::Protocol(format!("unknown assignments type {}", message.r#type))
+        })?;
+        let (updates, removals) = decode_changes(message.changes, &reporter)?;
+        match kind {
+            pb::assignments_message::Type::Complete => {
+                debug!(tasks = updates.len(), results_in = %message.results_in, "complete assignment set");
+                worker.lock().await.assign_complete(updates).await?;
+            }
+            pb::assignments_message::Type::Incremental => {
+                if last.as_deref() != Some(message.applies_to.as_str()) {
+                    return Err(SessionError::Gap {
+                        applies_to: message.applies_to,
+                        last: last.unwrap_or_default(),
+                    });
+                }
+                debug!(
+                    updates = updates.len(),
+                    removals = removals.len(),
+                    results_in = %message.results_in,
+                    "incremental assignments"
+                );
+                worker.lock().await.apply_changes(updates, removals).await?;
+            }
+        }
+        last = Some(message.results_in);
+    }
+}
+
+/// Splits changes into updated tasks and removed ids. A task that does not convert is
+/// rejected (reported REJECTED with the reason) and left out.
+fn decode_changes(
+    changes: Vec<pb::AssignmentChange>,
+    reporter: &Reporter,
+) -> Result<(Vec<Task>, Vec<String>), SessionError> {
+    let mut updates = Vec::new();
+    let mut removals = Vec::new();
+    for change in changes {
+        let action = pb::assignment_change::Action::try_from(change.action).map_err(|_| {
+            SessionError::Protocol(format!("unknown assignment action {}", change.action))
+        })?;
+        let Some(task) = change.task else {
+            return Err(SessionError::Protocol(
+                "an assignment change carries no task".into(),
+            ));
+        };
+        match action {
+            pb::assignment_change::Action::Remove => removals.push(task.id),
+            pb::assignment_change::Action::Update => {
+                let task_id = task.id.clone();
+                match Task::try_from(task) {
+                    Ok(task) => updates.push(task),
+                    Err(error) => {
+                        warn!(task_id = %task_id, %error, "rejecting an assignment that does not convert");
+                        reporter.push(
+                            &task_id,
+                            TaskStatus {
+                                state: TaskState::Rejected,
+                                timestamp: Timestamp::now(),
+                                message: "invalid assignment".into(),
+                                err: format!("invalid task: {error}"),
+                                exit: None,
+                            },
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok((updates, removals))
+}
+
+/// Reads the session stream: manager list updates and log requests.
+async fn listen(
+    mut stream: tonic::Streaming<pb::SessionMessage>,
+    client: DispatcherClient<Channel>,
+    session_id: String,
+    logs: Arc<dyn LogReader>,
+    status: watch::Sender<AgentStatus>,
+    cancel: CancellationToken,
+) -> Result<(), SessionError> {
+    let mut answers = JoinSet::new();
+    let result = loop {
+        tokio::select! {
+            message = stream.message() => match message {
+                Ok(Some(mut message)) => {
+                    apply_managers(&status, &mut message);
+                    for request in message.log_requests {
+                        answers.spawn(answer_logs(client.clone(), session_id.clone(), Arc::clone(&logs), request).in_current_span());
+                    }
+                }
+                Ok(None) => break Err(SessionError::StreamEnded("session")),
+                Err(error) => break Err(rpc("Session")(error)),
+            },
+            Some(_) = answers.join_next(), if !answers.is_empty() => {}
+            () = cancel.cancelled() => break Ok(()),
+        }
+    };
+    answers.shutdown().await;
+    result
+}
+
+fn apply_managers(status: &watch::Sender<AgentStatus>, message: &mut pb::SessionMessage) {
+    if message.managers.is_empty() {
+        return;
+    }
+    let managers: Vec<ManagerPeer> = std::mem::take(&mut message.managers)
+        .into_iter()
+        .map(|peer| ManagerPeer {
+            node_id: peer.node_id,
+            addr: peer.addr,
+            weight: peer.weight,
+        })
+        .collect();
+    status.send_modify(|status| status.managers = managers);
+}
+
+/// Answers log requests carried by the first session message, in detached tasks that end on
+/// their own (bounded by the RPC deadline).
+fn answer_logs_now(
+    client: &DispatcherClient<Channel>,
+    session_id: &str,
+    logs: &Arc<dyn LogReader>,
+    requests: Vec<pb::LogRequest>,
+) {
+    for request in requests {
+        tokio::spawn(
+            answer_logs(
+                client.clone(),
+                session_id.to_string(),
+                Arc::clone(logs),
+                request,
+            )
+            .in_current_span(),
+        );
+    }
+}
+
+/// Reads a task's logs and publishes them; failures are logged, never fatal to the session.
+async fn answer_logs(
+    mut client: DispatcherClient<Channel>,
+    session_id: String,
+    logs: Arc<dyn LogReader>,
+    request: pb::LogRequest,
+) {
+    let task_id = request.task_id.clone();
+    let tail = request.tail_bytes;
+    let read = tokio::task::spawn_blocking(move || {
+        let stdout = logs.read_logs(&task_id, LogStream::Stdout, tail)?;
+        let stderr = logs.read_logs(&task_id, LogStream::Stderr, tail)?;
+        Ok::<_, crate::executor::ExecutorError>((stdout, stderr))
+    })
+    .await;
+    let (stdout, stderr, error) = match read {
+        Ok(Ok((stdout, stderr))) => (stdout, stderr, String::new()),
+        Ok(Err(error)) => (Vec::new(), Vec::new(), error.to_string()),
+        Err(error) => (Vec::new(), Vec::new(), format!("reading logs: {error}")),
+    };
+    let publish = pb::PublishLogsRequest {
+        session_id,
+        request_id: request.request_id.clone(),
+        stdout,
+        stderr,
+        error,
+    };
+    match timeout(RPC_TIMEOUT, client.publish_logs(publish)).await {
+        Ok(Ok(_)) => debug!(request_id = %request.request_id, task_id = %request.task_id, "logs published"),
+        Ok(Err(status)) => warn!(request_id = %request.request_id, %status, "publishing logs"),
+        Err(_) => warn!(request_id = %request.request_id, "publishing logs timed out"),
+    }
+}
+
+/// Sends queued statuses in batches, one call in flight at a time.
+async fn flush(
+    mut client: DispatcherClient<Channel>,
+    session_id: String,
+    reporter: Reporter,
+    cancel: CancellationToken,
+) -> Result<(), SessionError> {
+    loop {
+        while reporter.len() == 0 {
+            tokio::select! {
+                () = reporter.notified() => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+        }
+        let deadline = Instant::now() + FLUSH_INTERVAL;
+        while reporter.len() < MAX_BATCH {
+            tokio::select! {
+                () = sleep_until(deadline) => break,
+                () = reporter.notified() => {}
+                () = cancel.cancelled() => return Ok(()),
+            }
+        }
+        let batch = reporter.take_batch(MAX_BATCH);
+        let request = pb::UpdateTaskStatusRequest {
+            session_id: session_id.clone(),
+            updates: batch
+                .iter()
+                .map(|(task_id, status)| pb::TaskStatusUpdate {
+                    task_id: task_id.clone(),
+                    status: Some(status.clone().into()),
+                })
+                .collect(),
+        };
+        let sent = tokio::select! {
+            sent = timeout(RPC_TIMEOUT, client.update_task_status(request)) => sent,
+            () = cancel.cancelled() => {
+                reporter.restore(batch);
+                return Ok(());
+            }
+        };
+        match sent {
+            Ok(Ok(_)) => debug!(updates = batch.len(), "task statuses sent"),
+            Ok(Err(status)) => {
+                reporter.restore(batch);
+                return Err(rpc("UpdateTaskStatus")(status));
+            }
+            Err(_) => {
+                reporter.restore(batch);
+                return Err(SessionError::Timeout("UpdateTaskStatus"));
+            }
+        }
+    }
+}
+
+fn rpc(call: &'static str) -> impl Fn(tonic::Status) -> SessionError {
+    move |status| SessionError::Rpc { call, status }
+}

@@ -1,0 +1,2 @@
+//! swarm-bench: benchmark workloads (placeholder).
+fn main() {}

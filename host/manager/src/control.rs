@@ -1,0 +1,375 @@
+//! The control API (`swarm.v1.Control`): validates requests, turns them into store batches and
+//! commits them through raft. Errors keep their reason and name the field at fault.
+
+use std::sync::Arc;
+
+use swarm_proto::pb;
+use swarm_store::{MemoryStore, ObjectKind, StoreRead as _};
+use swarm_types::{
+    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, Service, ServiceMode, ServiceSpec, Task,
+    TaskState, Timestamp, new_id,
+};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+
+use crate::commit::{Committer, commit_with};
+use crate::dispatcher::Dispatcher;
+use crate::error::{ManagerError, Result};
+
+/// Default size of the log tail `GetTaskLogs` returns.
+const DEFAULT_LOG_TAIL: u64 = 64 * 1024;
+
+/// The control service, shared by the local socket server (and later the remote listener).
+#[derive(Clone)]
+pub struct ControlService {
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    dispatcher: Arc<Dispatcher>,
+}
+
+impl ControlService {
+    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, dispatcher: Arc<Dispatcher>) -> Self {
+        Self { store, committer, dispatcher }
+    }
+
+    fn get<T>(&self, kind: &str, id: &str, f: impl FnOnce(&swarm_store::ReadTx<'_>) -> Option<T>) -> Result<T> {
+        if id.is_empty() {
+            return Err(ManagerError::InvalidArgument(format!("{kind}_id: must not be empty")));
+        }
+        self.store.view(f).ok_or_else(|| ManagerError::NotFound(format!("{kind} {id} not found")))
+    }
+
+    async fn create_service(&self, spec: Option<pb::ServiceSpec>) -> Result<Service> {
+        let spec: ServiceSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+        spec.validate()?;
+        let now = Timestamp::now();
+        let service =
+            Service { id: new_id(), meta: Meta { version: 0, created_at: now, updated_at: now }, spec, spec_version: 1 };
+        let id = service.id.clone();
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            if let Some(existing) = tx.service_by_name(service.name()) {
+                return Err(ManagerError::AlreadyExists(format!(
+                    "service name {:?} is already used by service {}; choose another name",
+                    service.name(),
+                    existing.id
+                )));
+            }
+            tx.create(service)?;
+            Ok(())
+        })
+        .await?;
+        self.get("service", &id, |tx| tx.service(&id).map(|s| (**s).clone()))
+    }
+
+    async fn update_service(&self, id: &str, version: u64, spec: Option<pb::ServiceSpec>) -> Result<Service> {
+        let spec: ServiceSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+        spec.validate()?;
+        let current = self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))?;
+        if current.meta.version != version {
+            return Err(ManagerError::Conflict(format!(
+                "update out of sequence: service {id} has version {}, update carried {version}; re-read and retry",
+                current.meta.version
+            )));
+        }
+        if spec.annotations.name != current.spec.annotations.name {
+            return Err(ManagerError::InvalidArgument(
+                "spec.annotations.name: renaming a service is not supported".into(),
+            ));
+        }
+        if spec.mode.name() != current.spec.mode.name() {
+            return Err(ManagerError::InvalidArgument(format!(
+                "spec.mode: a {} service cannot become {}; create a new service",
+                current.spec.mode.name(),
+                spec.mode.name()
+            )));
+        }
+        let mut updated = current.clone();
+        if updated.spec.task != spec.task {
+            updated.spec_version += 1;
+        }
+        updated.spec = spec;
+        updated.meta.updated_at = Timestamp::now();
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
+        self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))
+    }
+
+    async fn update_node(&self, id: &str, version: u64, spec: Option<pb::NodeSpec>) -> Result<Node> {
+        let spec: NodeSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+        spec.validate()?;
+        let current = self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))?;
+        if current.meta.version != version {
+            return Err(ManagerError::Conflict(format!(
+                "update out of sequence: node {id} has version {}, update carried {version}; re-read and retry",
+                current.meta.version
+            )));
+        }
+        if spec.desired_role != current.spec.desired_role {
+            let managers = self.store.view(|tx| tx.nodes().filter(|n| n.spec.desired_role == NodeRole::Manager).count());
+            if current.spec.desired_role == NodeRole::Manager && managers <= 1 {
+                return Err(ManagerError::FailedPrecondition(
+                    "spec.desired_role: cannot demote the last manager of the cluster".into(),
+                ));
+            }
+            return Err(ManagerError::FailedPrecondition(
+                "spec.desired_role: promoting and demoting need a multi-manager cluster, which this build does not run yet"
+                    .into(),
+            ));
+        }
+        let mut updated = current;
+        updated.spec = spec;
+        updated.meta.updated_at = Timestamp::now();
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
+        self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))
+    }
+
+    async fn remove_node(&self, id: &str, force: bool) -> Result<()> {
+        let node = self.get("node", id, |tx| tx.node(id).cloned())?;
+        if node.spec.desired_role == NodeRole::Manager {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "node {id} is a cluster manager; demote it before removing it"
+            )));
+        }
+        if node.status.state == NodeState::Ready && !force {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "node {id} is not down and can't be removed; stop its swarmd first, or use --force"
+            )));
+        }
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Node, id)?)).await?;
+        Ok(())
+    }
+
+    async fn update_cluster(&self, id: &str, version: u64, spec: Option<pb::ClusterSpec>) -> Result<Cluster> {
+        let spec: ClusterSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+        spec.validate()?;
+        let current = self.get("cluster", id, |tx| tx.clusters().find(|c| c.id == id).map(|c| (**c).clone()))?;
+        if current.meta.version != version {
+            return Err(ManagerError::Conflict(format!(
+                "update out of sequence: cluster {id} has version {}, update carried {version}; re-read and retry",
+                current.meta.version
+            )));
+        }
+        if spec.annotations.name != current.spec.annotations.name {
+            return Err(ManagerError::InvalidArgument("spec.annotations.name: renaming the cluster is not supported".into()));
+        }
+        let mut updated = current;
+        updated.spec = spec;
+        updated.meta.updated_at = Timestamp::now();
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
+        self.get("cluster", id, |tx| tx.clusters().find(|c| c.id == id).map(|c| (**c).clone()))
+    }
+}
+
+fn matches_prefixes(id: &str, prefixes: &[String]) -> bool {
+    prefixes.is_empty() || prefixes.iter().any(|p| id.starts_with(p.as_str()))
+}
+
+fn matches_names(name: &str, names: &[String]) -> bool {
+    names.is_empty() || names.iter().any(|n| n == name)
+}
+
+fn matches_labels(labels: &std::collections::BTreeMap<String, String>, want: &std::collections::HashMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
+}
+
+type RpcResult<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl pb::control_server::Control for ControlService {
+    #[instrument(skip_all, fields(node_id = %request.get_ref().node_id))]
+    async fn get_node(&self, request: Request<pb::GetNodeRequest>) -> RpcResult<pb::GetNodeResponse> {
+        let id = &request.get_ref().node_id;
+        let node = self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))?;
+        Ok(Response::new(pb::GetNodeResponse { node: Some(node.into()) }))
+    }
+
+    async fn list_nodes(&self, request: Request<pb::ListNodesRequest>) -> RpcResult<pb::ListNodesResponse> {
+        let filters = request.into_inner().filters.unwrap_or_default();
+        let nodes: Vec<Node> = self.store.view(|tx| {
+            tx.nodes()
+                .filter(|n| matches_prefixes(&n.id, &filters.id_prefixes))
+                .filter(|n| matches_names(n.display_name(), &filters.names))
+                .filter(|n| matches_labels(&n.spec.annotations.labels, &filters.labels))
+                .filter(|n| {
+                    filters.roles.is_empty()
+                        || filters.roles.contains(&(swarm_proto::pb::NodeRole::from(n.role) as i32))
+                })
+                .map(|n| (**n).clone())
+                .collect()
+        });
+        Ok(Response::new(pb::ListNodesResponse { nodes: nodes.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(node_id = %request.get_ref().node_id), err)]
+    async fn update_node(&self, request: Request<pb::UpdateNodeRequest>) -> RpcResult<pb::UpdateNodeResponse> {
+        let r = request.into_inner();
+        let node = self.update_node(&r.node_id, r.node_version, r.spec).await?;
+        Ok(Response::new(pb::UpdateNodeResponse { node: Some(node.into()) }))
+    }
+
+    #[instrument(skip_all, fields(node_id = %request.get_ref().node_id), err)]
+    async fn remove_node(&self, request: Request<pb::RemoveNodeRequest>) -> RpcResult<pb::RemoveNodeResponse> {
+        let r = request.into_inner();
+        self.remove_node(&r.node_id, r.force).await?;
+        Ok(Response::new(pb::RemoveNodeResponse {}))
+    }
+
+    async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> RpcResult<pb::GetTaskResponse> {
+        let id = &request.get_ref().task_id;
+        let task = self.get("task", id, |tx| tx.task(id).map(|t| (**t).clone()))?;
+        Ok(Response::new(pb::GetTaskResponse { task: Some(task.into()) }))
+    }
+
+    async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
+        let f = request.into_inner().filters.unwrap_or_default();
+        let mut desired = Vec::with_capacity(f.desired_states.len());
+        for (i, v) in f.desired_states.iter().enumerate() {
+            desired.push(pb::TaskState::from_wire(&format!("filters.desired_states[{i}]"), *v).map_err(ManagerError::from)?);
+        }
+        let keep = |t: &Task| {
+            matches_prefixes(&t.id, &f.id_prefixes)
+                && matches_names(&t.annotations.name, &f.names)
+                && (f.node_ids.is_empty() || f.node_ids.contains(&t.node_id))
+                && (desired.is_empty() || desired.contains(&t.desired_state))
+        };
+        let tasks: Vec<Task> = self.store.view(|tx| {
+            if f.service_ids.is_empty() {
+                tx.tasks().filter(|t| keep(t)).map(|t| (**t).clone()).collect()
+            } else {
+                f.service_ids
+                    .iter()
+                    .flat_map(|s| tx.tasks_by_service(s))
+                    .filter(|t| keep(t))
+                    .map(|t| (**t).clone())
+                    .collect()
+            }
+        });
+        Ok(Response::new(pb::ListTasksResponse { tasks: tasks.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(task_id = %request.get_ref().task_id), err)]
+    async fn remove_task(&self, request: Request<pb::RemoveTaskRequest>) -> RpcResult<pb::RemoveTaskResponse> {
+        let id = request.into_inner().task_id;
+        self.get("task", &id, |tx| tx.task(&id).cloned())?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Task, &id)?)).await?;
+        Ok(Response::new(pb::RemoveTaskResponse {}))
+    }
+
+    #[instrument(skip_all, fields(task_id = %request.get_ref().task_id), err)]
+    async fn get_task_logs(&self, request: Request<pb::GetTaskLogsRequest>) -> RpcResult<pb::GetTaskLogsResponse> {
+        let r = request.into_inner();
+        let task = self.get("task", &r.task_id, |tx| tx.task(&r.task_id).cloned())?;
+        if task.node_id.is_empty() || task.status.state < TaskState::Assigned {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "task {} has not been assigned to a node yet, so it has no logs",
+                task.id
+            ))
+            .into());
+        }
+        let tail = if r.tail_bytes == 0 { DEFAULT_LOG_TAIL } else { r.tail_bytes };
+        let (stdout, stderr) = self.dispatcher.fetch_logs(&task.node_id, &task.id, tail).await?;
+        Ok(Response::new(pb::GetTaskLogsResponse { stdout, stderr }))
+    }
+
+    async fn get_service(&self, request: Request<pb::GetServiceRequest>) -> RpcResult<pb::GetServiceResponse> {
+        let id = &request.get_ref().service_id;
+        let service = self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))?;
+        Ok(Response::new(pb::GetServiceResponse { service: Some(service.into()) }))
+    }
+
+    async fn list_services(&self, request: Request<pb::ListServicesRequest>) -> RpcResult<pb::ListServicesResponse> {
+        let f = request.into_inner().filters.unwrap_or_default();
+        let services: Vec<Service> = self.store.view(|tx| {
+            tx.services()
+                .filter(|s| matches_prefixes(&s.id, &f.id_prefixes))
+                .filter(|s| matches_names(s.name(), &f.names))
+                .filter(|s| f.name_prefixes.is_empty() || f.name_prefixes.iter().any(|p| s.name().starts_with(p.as_str())))
+                .filter(|s| matches_labels(&s.spec.annotations.labels, &f.labels))
+                .map(|s| (**s).clone())
+                .collect()
+        });
+        Ok(Response::new(pb::ListServicesResponse { services: services.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, err)]
+    async fn create_service(&self, request: Request<pb::CreateServiceRequest>) -> RpcResult<pb::CreateServiceResponse> {
+        let service = self.create_service(request.into_inner().spec).await?;
+        tracing::info!(service_id = %service.id, name = %service.name(), "service created");
+        Ok(Response::new(pb::CreateServiceResponse { service: Some(service.into()) }))
+    }
+
+    #[instrument(skip_all, fields(service_id = %request.get_ref().service_id), err)]
+    async fn update_service(&self, request: Request<pb::UpdateServiceRequest>) -> RpcResult<pb::UpdateServiceResponse> {
+        let r = request.into_inner();
+        let service = self.update_service(&r.service_id, r.service_version, r.spec).await?;
+        Ok(Response::new(pb::UpdateServiceResponse { service: Some(service.into()) }))
+    }
+
+    #[instrument(skip_all, fields(service_id = %request.get_ref().service_id), err)]
+    async fn remove_service(&self, request: Request<pb::RemoveServiceRequest>) -> RpcResult<pb::RemoveServiceResponse> {
+        let id = request.into_inner().service_id;
+        self.get("service", &id, |tx| tx.service(&id).cloned())?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Service, &id)?)).await?;
+        Ok(Response::new(pb::RemoveServiceResponse {}))
+    }
+
+    async fn list_service_statuses(
+        &self,
+        request: Request<pb::ListServiceStatusesRequest>,
+    ) -> RpcResult<pb::ListServiceStatusesResponse> {
+        let ids = request.into_inner().service_ids;
+        let statuses = self.store.view(|tx| {
+            let services: Vec<_> = if ids.is_empty() {
+                tx.services().cloned().collect()
+            } else {
+                ids.iter().filter_map(|id| tx.service(id).cloned()).collect()
+            };
+            services
+                .iter()
+                .map(|s| {
+                    let mut running = 0;
+                    let mut pending = 0;
+                    let mut wanted = 0;
+                    for t in tx.tasks_by_service(&s.id) {
+                        if t.desired_state == TaskState::Running {
+                            wanted += 1;
+                            if t.status.state == TaskState::Running {
+                                running += 1;
+                            } else if t.status.state == TaskState::Pending {
+                                pending += 1;
+                            }
+                        }
+                    }
+                    let desired = match s.spec.mode {
+                        ServiceMode::Replicated { replicas } => replicas,
+                        ServiceMode::Global => wanted,
+                    };
+                    pb::list_service_statuses_response::ServiceStatus {
+                        service_id: s.id.clone(),
+                        desired_tasks: desired,
+                        running_tasks: running,
+                        pending_tasks: pending,
+                    }
+                })
+                .collect()
+        });
+        Ok(Response::new(pb::ListServiceStatusesResponse { statuses }))
+    }
+
+    async fn get_cluster(&self, request: Request<pb::GetClusterRequest>) -> RpcResult<pb::GetClusterResponse> {
+        let id = &request.get_ref().cluster_id;
+        let cluster = self.get("cluster", id, |tx| tx.clusters().find(|c| &c.id == id).map(|c| (**c).clone()))?;
+        Ok(Response::new(pb::GetClusterResponse { cluster: Some(cluster.into()) }))
+    }
+
+    async fn list_clusters(&self, _request: Request<pb::ListClustersRequest>) -> RpcResult<pb::ListClustersResponse> {
+        let clusters: Vec<Cluster> = self.store.view(|tx| tx.clusters().map(|c| (**c).clone()).collect());
+        Ok(Response::new(pb::ListClustersResponse { clusters: clusters.into_iter().map(Into::into).collect() }))
+    }
+
+    #[instrument(skip_all, fields(cluster_id = %request.get_ref().cluster_id), err)]
+    async fn update_cluster(&self, request: Request<pb::UpdateClusterRequest>) -> RpcResult<pb::UpdateClusterResponse> {
+        let r = request.into_inner();
+        let cluster = self.update_cluster(&r.cluster_id, r.cluster_version, r.spec).await?;
+        Ok(Response::new(pb::UpdateClusterResponse { cluster: Some(cluster.into()) }))
+    }
+}

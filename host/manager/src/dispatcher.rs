@@ -1,0 +1,507 @@
+//! The dispatcher (`swarm.v1.Dispatcher`): agents' sessions, heartbeats, incremental task
+//! assignments, batched task status reports, and log requests relayed to agents.
+//!
+//! Heartbeats live in memory, not in raft (as in SwarmKit); only a node's transitions (READY on
+//! registration, DOWN after `heartbeat_period * grace_multiplier` of silence) are committed.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::Stream;
+use parking_lot::Mutex;
+use swarm_proto::{duration_to_pb, pb};
+use swarm_store::{Change, MemoryStore, StoreRead as _};
+use swarm_types::{
+    ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
+    Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info, instrument, warn};
+
+use crate::commit::{Committer, commit_with};
+use crate::error::{ManagerError, Result};
+use crate::watch::{self, Update};
+
+/// How long a log request waits for the agent's answer.
+const LOG_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a write that lost a version race is rebuilt and retried.
+const CONFLICT_RETRIES: usize = 8;
+
+/// Settings of the dispatcher that come from the node, not the cluster object.
+#[derive(Clone, Debug)]
+pub struct DispatcherConfig {
+    /// This manager's node id (its node object is created with the manager role).
+    pub manager_node_id: String,
+    /// Address agents reach this manager at.
+    pub advertise_addr: String,
+}
+
+struct Session {
+    node_id: String,
+    last_heartbeat: Instant,
+    log_requests: mpsc::Sender<pb::LogRequest>,
+    cancel: CancellationToken,
+}
+
+type LogReply = std::result::Result<(Vec<u8>, Vec<u8>), String>;
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    pending_logs: HashMap<String, oneshot::Sender<LogReply>>,
+}
+
+/// The dispatcher's state, shared by its gRPC service and the manager's control service.
+pub struct Dispatcher {
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    config: DispatcherConfig,
+    state: Mutex<State>,
+    /// When this dispatcher started: nodes READY in the store get a grace period from here.
+    started: Instant,
+}
+
+impl Dispatcher {
+    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, config: DispatcherConfig) -> Self {
+        Self { store, committer, config, state: Mutex::new(State::default()), started: Instant::now() }
+    }
+
+    fn cluster_spec(&self) -> ClusterSpec {
+        self.store.view(|tx| tx.cluster().map(|c| c.spec.clone())).unwrap_or_else(ClusterSpec::with_defaults)
+    }
+
+    fn session_node(&self, session_id: &str) -> std::result::Result<String, Status> {
+        self.state
+            .lock()
+            .sessions
+            .get(session_id)
+            .map(|s| s.node_id.clone())
+            .ok_or_else(|| Status::not_found(format!("session {session_id} is not valid; register again")))
+    }
+
+    /// Create or refresh the node object for a registering agent and mark it READY.
+    async fn register(&self, node_id: &str, description: NodeDescription, addr: String) -> Result<Node> {
+        let is_manager = node_id == self.config.manager_node_id;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = Timestamp::now();
+            let desc = description.clone();
+            let addr = addr.clone();
+            let result = commit_with(&self.store, self.committer.as_ref(), |tx| {
+                let status = NodeStatus { state: NodeState::Ready, message: String::new(), addr, last_seen: now };
+                let manager_status = is_manager.then(|| ManagerStatus {
+                    raft_id: 1,
+                    addr: self.config.advertise_addr.clone(),
+                    leader: true,
+                    reachability: Reachability::Reachable,
+                });
+                match tx.node(node_id) {
+                    Some(existing) => {
+                        let mut node = (**existing).clone();
+                        node.description = Some(desc);
+                        node.status = status;
+                        node.manager_status = manager_status;
+                        node.meta.updated_at = now;
+                        tx.update(node)?;
+                    }
+                    None => {
+                        let role = if is_manager { NodeRole::Manager } else { NodeRole::Worker };
+                        tx.create(Node {
+                            id: node_id.to_string(),
+                            meta: Meta { version: 0, created_at: now, updated_at: now },
+                            spec: NodeSpec { desired_role: role, ..Default::default() },
+                            role,
+                            description: Some(desc),
+                            status,
+                            manager_status,
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+            .await;
+            match result {
+                Ok(_) => {
+                    return self
+                        .store
+                        .view(|tx| tx.node(node_id).map(|n| (**n).clone()))
+                        .ok_or_else(|| ManagerError::Internal(format!("node {node_id} vanished after registration")));
+                }
+                Err(ManagerError::Conflict(_)) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ManagerError::Unavailable(format!("registering node {node_id}: too many concurrent updates; retry")))
+    }
+
+    /// Mark nodes whose heartbeats stopped as DOWN. Runs until cancelled.
+    pub async fn run_liveness(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let spec = self.cluster_spec();
+            let period = spec.dispatcher.heartbeat_period;
+            let grace = period * spec.dispatcher.grace_multiplier;
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(period / 2) => {}
+            }
+            let now = Instant::now();
+            let mut expired: Vec<(String, String)> = Vec::new();
+            let connected: std::collections::HashSet<String> = {
+                let mut state = self.state.lock();
+                state.sessions.retain(|sid, s| {
+                    if now.duration_since(s.last_heartbeat) > grace {
+                        s.cancel.cancel();
+                        expired.push((sid.clone(), s.node_id.clone()));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                state.sessions.values().map(|s| s.node_id.clone()).collect()
+            };
+            // Nodes READY in the store without a session (e.g. after a manager restart) get one
+            // grace period from the dispatcher's start to reconnect.
+            let orphaned: Vec<String> = if now.duration_since(self.started) > grace {
+                self.store.view(|tx| {
+                    tx.nodes()
+                        .filter(|n| n.status.state == NodeState::Ready && !connected.contains(&n.id))
+                        .map(|n| n.id.clone())
+                        .collect()
+                })
+            } else {
+                Vec::new()
+            };
+            for node_id in expired.into_iter().map(|(_, n)| n).chain(orphaned) {
+                if connected.contains(&node_id) {
+                    continue;
+                }
+                warn!(%node_id, "node missed its heartbeats; marking it down");
+                if let Err(e) = self.mark_down(&node_id, "heartbeat failure").await {
+                    warn!(%node_id, error = %e, "marking node down failed");
+                }
+            }
+        }
+    }
+
+    async fn mark_down(&self, node_id: &str, message: &str) -> Result<()> {
+        for _ in 0..CONFLICT_RETRIES {
+            let r = commit_with(&self.store, self.committer.as_ref(), |tx| {
+                if let Some(n) = tx.node(node_id)
+                    && n.status.state == NodeState::Ready
+                {
+                    let mut node = (**n).clone();
+                    node.status.state = NodeState::Down;
+                    node.status.message = message.to_string();
+                    node.meta.updated_at = Timestamp::now();
+                    if let Some(m) = node.manager_status.as_mut() {
+                        m.reachability = Reachability::Unreachable;
+                    }
+                    tx.update(node)?;
+                }
+                Ok(())
+            })
+            .await;
+            match r {
+                Err(ManagerError::Conflict(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ask a node's agent for the tail of a task's logs.
+    pub async fn fetch_logs(&self, node_id: &str, task_id: &str, tail_bytes: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let request_id = new_id();
+        let (tx, rx) = oneshot::channel();
+        let sender = {
+            let mut state = self.state.lock();
+            let Some(session) = state.sessions.values().find(|s| s.node_id == node_id) else {
+                return Err(ManagerError::Unavailable(format!(
+                    "node {node_id} is not connected, so task {task_id}'s logs can't be read now"
+                )));
+            };
+            let sender = session.log_requests.clone();
+            state.pending_logs.insert(request_id.clone(), tx);
+            sender
+        };
+        let request = pb::LogRequest { request_id: request_id.clone(), task_id: task_id.to_string(), tail_bytes };
+        if sender.send(request).await.is_err() {
+            self.state.lock().pending_logs.remove(&request_id);
+            return Err(ManagerError::Unavailable(format!("node {node_id}'s session closed; retry")));
+        }
+        let reply = tokio::time::timeout(LOG_REQUEST_TIMEOUT, rx).await;
+        self.state.lock().pending_logs.remove(&request_id);
+        match reply {
+            Ok(Ok(Ok(logs))) => Ok(logs),
+            Ok(Ok(Err(e))) => Err(ManagerError::FailedPrecondition(format!("reading logs of task {task_id}: {e}"))),
+            Ok(Err(_)) => Err(ManagerError::Unavailable(format!("node {node_id}'s session closed; retry"))),
+            Err(_) => Err(ManagerError::Unavailable(format!(
+                "node {node_id} did not answer the log request within {}s",
+                LOG_REQUEST_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// The node's assignment set: its tasks from ASSIGNED on, until the task is deleted.
+    fn is_assigned(task: &Task, node_id: &str) -> bool {
+        task.node_id == node_id && task.status.state >= TaskState::Assigned
+    }
+
+    async fn apply_status_updates(&self, node_id: &str, updates: Vec<(String, TaskStatus)>) -> Result<()> {
+        for _ in 0..CONFLICT_RETRIES {
+            let r = commit_with(&self.store, self.committer.as_ref(), |tx| {
+                for (task_id, status) in &updates {
+                    let Some(task) = tx.task(task_id) else {
+                        debug!(%task_id, "status for a task that no longer exists");
+                        continue;
+                    };
+                    if task.node_id != node_id {
+                        warn!(%task_id, %node_id, "status from a node the task is not assigned to; ignored");
+                        continue;
+                    }
+                    if !task.status.state.can_transition_to(status.state) {
+                        continue;
+                    }
+                    let mut task = (**task).clone();
+                    task.status = status.clone();
+                    task.meta.updated_at = Timestamp::now();
+                    tx.update(task)?;
+                }
+                Ok(())
+            })
+            .await;
+            match r {
+                Err(ManagerError::Conflict(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+        Err(ManagerError::Unavailable("task status: too many concurrent updates; retry".into()))
+    }
+}
+
+/// The gRPC face of the dispatcher.
+#[derive(Clone)]
+pub struct DispatcherService {
+    inner: Arc<Dispatcher>,
+}
+
+impl DispatcherService {
+    pub fn new(inner: Arc<Dispatcher>) -> Self {
+        Self { inner }
+    }
+}
+
+type RpcResult<T> = std::result::Result<Response<T>, Status>;
+type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
+
+fn assignment_change(task: &Task, action: pb::assignment_change::Action) -> pb::AssignmentChange {
+    pb::AssignmentChange { task: Some(task.clone().into()), action: action as i32 }
+}
+
+#[tonic::async_trait]
+impl pb::dispatcher_server::Dispatcher for DispatcherService {
+    type SessionStream = BoxStream<pb::SessionMessage>;
+    type AssignmentsStream = BoxStream<pb::AssignmentsMessage>;
+
+    #[instrument(skip_all, fields(node_id = %request.get_ref().node_id))]
+    async fn session(&self, request: Request<pb::SessionRequest>) -> RpcResult<Self::SessionStream> {
+        let addr = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        let r = request.into_inner();
+        if r.node_id.is_empty() {
+            return Err(Status::invalid_argument("node_id: must not be empty"));
+        }
+        let description: NodeDescription =
+            r.description.ok_or_else(|| Status::invalid_argument("description: is required"))?.into();
+        let node = self.inner.register(&r.node_id, description, addr).await?;
+        let session_id = new_id();
+        let cancel = CancellationToken::new();
+        let (log_tx, mut log_rx) = mpsc::channel::<pb::LogRequest>(64);
+        {
+            let mut state = self.inner.state.lock();
+            // A node has one session: a new registration ends the old one.
+            state.sessions.retain(|_, s| {
+                if s.node_id == r.node_id {
+                    s.cancel.cancel();
+                    false
+                } else {
+                    true
+                }
+            });
+            state.sessions.insert(
+                session_id.clone(),
+                Session { node_id: r.node_id.clone(), last_heartbeat: Instant::now(), log_requests: log_tx, cancel: cancel.clone() },
+            );
+        }
+        info!(node_id = %r.node_id, %session_id, "agent registered");
+        let first = pb::SessionMessage {
+            session_id: session_id.clone(),
+            node: Some(node.into()),
+            managers: vec![pb::WeightedPeer {
+                node_id: self.inner.config.manager_node_id.clone(),
+                addr: self.inner.config.advertise_addr.clone(),
+                weight: 1,
+            }],
+            log_requests: Vec::new(),
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            if tx.send(Ok(first)).await.is_err() {
+                return;
+            }
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tx.closed() => break,
+                    req = log_rx.recv() => match req {
+                        Some(req) => {
+                            let msg = pb::SessionMessage { session_id: session_id.clone(), log_requests: vec![req], ..Default::default() };
+                            if tx.send(Ok(msg)).await.is_err() { break; }
+                        }
+                        None => break,
+                    },
+                }
+            }
+            // The stream is over (client gone, or the session was replaced or expired).
+            inner.state.lock().sessions.remove(&session_id);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> RpcResult<pb::HeartbeatResponse> {
+        let session_id = request.into_inner().session_id;
+        {
+            let mut state = self.inner.state.lock();
+            let Some(session) = state.sessions.get_mut(&session_id) else {
+                return Err(Status::not_found(format!("session {session_id} is not valid; register again")));
+            };
+            session.last_heartbeat = Instant::now();
+        }
+        let period = self.inner.cluster_spec().dispatcher.heartbeat_period;
+        Ok(Response::new(pb::HeartbeatResponse { period: Some(duration_to_pb(period)) }))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_task_status(
+        &self,
+        request: Request<pb::UpdateTaskStatusRequest>,
+    ) -> RpcResult<pb::UpdateTaskStatusResponse> {
+        let r = request.into_inner();
+        let node_id = self.inner.session_node(&r.session_id)?;
+        let mut updates = Vec::with_capacity(r.updates.len());
+        for (i, u) in r.updates.into_iter().enumerate() {
+            let status = u
+                .status
+                .ok_or_else(|| Status::invalid_argument(format!("updates[{i}].status: is required")))?
+                .try_into()
+                .map_err(|e: swarm_proto::ConversionError| Status::invalid_argument(format!("updates[{i}].{e}")))?;
+            updates.push((u.task_id, status));
+        }
+        self.inner.apply_status_updates(&node_id, updates).await?;
+        Ok(Response::new(pb::UpdateTaskStatusResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn assignments(&self, request: Request<pb::AssignmentsRequest>) -> RpcResult<Self::AssignmentsStream> {
+        let session_id = request.into_inner().session_id;
+        let node_id = self.inner.session_node(&session_id)?;
+        let cancel = self
+            .inner
+            .state
+            .lock()
+            .sessions
+            .get(&session_id)
+            .map(|s| s.cancel.clone())
+            .ok_or_else(|| Status::not_found("session ended"))?;
+        // Subscribe before reading, so no change between the read and the watch is lost.
+        let mut watcher = self.inner.store.watch();
+        let (index, initial): (u64, Vec<Task>) = self.inner.store.view(|tx| {
+            (tx.index(), tx.tasks_by_node(&node_id).filter(|t| Dispatcher::is_assigned(t, &node_id)).map(|t| (**t).clone()).collect())
+        });
+        // What the agent has been sent: task id -> (desired state, spec version).
+        let mut sent: HashMap<String, (TaskState, u64)> =
+            initial.iter().map(|t| (t.id.clone(), (t.desired_state, t.spec_version))).collect();
+        let complete = pb::AssignmentsMessage {
+            r#type: pb::assignments_message::Type::Complete as i32,
+            applies_to: String::new(),
+            results_in: index.to_string(),
+            changes: initial.iter().map(|t| assignment_change(t, pb::assignment_change::Action::Update)).collect(),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            if tx.send(Ok(complete)).await.is_err() {
+                return;
+            }
+            let mut last = index;
+            loop {
+                let update = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tx.closed() => return,
+                    u = watch::next(&mut watcher) => u,
+                };
+                let changeset = match update {
+                    Update::Changes(c) => c,
+                    Update::Resync => {
+                        // Events were lost: the agent must re-register and get a complete set.
+                        let _ = tx.send(Err(Status::aborted("assignment stream fell behind; register again"))).await;
+                        return;
+                    }
+                    Update::Closed => return,
+                };
+                if changeset.index <= last {
+                    continue;
+                }
+                let mut out = Vec::new();
+                for change in changeset.tasks() {
+                    match change {
+                        Change::Deleted(old) => {
+                            if sent.remove(&old.id).is_some() {
+                                out.push(assignment_change(old, pb::assignment_change::Action::Remove));
+                            }
+                        }
+                        Change::Created(t) | Change::Updated { new: t, .. } => {
+                            if Dispatcher::is_assigned(t, &node_id) {
+                                let key = (t.desired_state, t.spec_version);
+                                if sent.get(&t.id) != Some(&key) {
+                                    sent.insert(t.id.clone(), key);
+                                    out.push(assignment_change(t, pb::assignment_change::Action::Update));
+                                }
+                            } else if sent.remove(&t.id).is_some() {
+                                out.push(assignment_change(t, pb::assignment_change::Action::Remove));
+                            }
+                        }
+                    }
+                }
+                if out.is_empty() {
+                    continue;
+                }
+                let msg = pb::AssignmentsMessage {
+                    r#type: pb::assignments_message::Type::Incremental as i32,
+                    applies_to: last.to_string(),
+                    results_in: changeset.index.to_string(),
+                    changes: out,
+                };
+                last = changeset.index;
+                if tx.send(Ok(msg)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn publish_logs(&self, request: Request<pb::PublishLogsRequest>) -> RpcResult<pb::PublishLogsResponse> {
+        let r = request.into_inner();
+        self.inner.session_node(&r.session_id)?;
+        let waiter = self.inner.state.lock().pending_logs.remove(&r.request_id);
+        if let Some(waiter) = waiter {
+            let reply = if r.error.is_empty() { Ok((r.stdout, r.stderr)) } else { Err(r.error) };
+            let _ = waiter.send(reply);
+        }
+        Ok(Response::new(pb::PublishLogsResponse {}))
+    }
+}

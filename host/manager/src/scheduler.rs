@@ -1,0 +1,354 @@
+//! The scheduler driver: keeps the scheduler plugin's resident node set current, batches pending
+//! tasks into groups (same service, spec version and pinned node), asks the plugin to place
+//! them in one call, and commits the placements in one proposal per batch. Tasks that cannot be
+//! placed stay PENDING with the plugin's reason, and are tried again whenever a node or the
+//! resources on one change.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use swarm_plugin_host as ph;
+use swarm_store::{Change, MemoryStore, StoreRead, WriteTx};
+use swarm_types::{Availability, Node, NodeRole, NodeState, Task, TaskState, Timestamp};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::commit::{Committer, commit_with};
+use crate::error::{ManagerError, Result};
+use crate::watch::{self, Update};
+
+/// Failures of a service on a node within this window push the node to the back.
+const RECENT_FAILURE_WINDOW: Duration = Duration::from_secs(300);
+
+/// What places tasks: the scheduler plugin, or the same code built natively (benchmarks).
+pub trait Placer: Send {
+    fn update_nodes(&mut self, upserts: Vec<ph::NodeInfo>, removals: Vec<String>) -> BoxFuture<'_, Result<()>>;
+    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>>;
+}
+
+fn plugin_error(e: ph::PluginError) -> ManagerError {
+    ManagerError::Unavailable(format!("scheduler plugin: {e}"))
+}
+
+impl Placer for ph::SchedulerPlugin {
+    fn update_nodes(&mut self, upserts: Vec<ph::NodeInfo>, removals: Vec<String>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { ph::SchedulerPlugin::update_nodes(self, upserts, removals).await.map_err(plugin_error) })
+    }
+
+    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>> {
+        Box::pin(async move { ph::SchedulerPlugin::schedule(self, groups).await.map_err(plugin_error) })
+    }
+}
+
+/// Whether a task wants a node: waiting for placement and meant to run.
+fn is_pending(task: &Task) -> bool {
+    task.status.state == TaskState::Pending && task.desired_state <= TaskState::Running
+}
+
+/// Whether a task holds resources on its node.
+fn holds_node(task: &Task) -> bool {
+    !task.node_id.is_empty() && task.status.state >= TaskState::Assigned && task.is_active()
+}
+
+/// The scheduler plugin's view of one node, from the store.
+pub fn node_info(tx: &impl StoreRead, node: &Node, now: Timestamp) -> ph::NodeInfo {
+    let desc = node.description.clone().unwrap_or_default();
+    let mut per_service: BTreeMap<String, u32> = BTreeMap::new();
+    let mut failures: BTreeMap<String, u32> = BTreeMap::new();
+    let (mut cpu, mut mem, mut total) = (0i64, 0i64, 0u32);
+    for t in tx.tasks_by_node(&node.id) {
+        if holds_node(t) {
+            *per_service.entry(t.service_id.clone()).or_default() += 1;
+            total += 1;
+            cpu += t.spec.resources.reservations.nano_cpus;
+            mem += t.spec.resources.reservations.memory_bytes;
+        } else if t.status.state == TaskState::Failed && t.status.timestamp.elapsed_at(now) <= RECENT_FAILURE_WINDOW {
+            *failures.entry(t.service_id.clone()).or_default() += 1;
+        }
+    }
+    ph::NodeInfo {
+        id: node.id.clone(),
+        hostname: desc.hostname.clone(),
+        role: match node.role {
+            NodeRole::Manager => ph::NodeRole::Manager,
+            NodeRole::Worker => ph::NodeRole::Worker,
+        },
+        os: desc.platform.os.clone(),
+        arch: desc.platform.arch.clone(),
+        labels: node.spec.annotations.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        engine_labels: desc.engine.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        addr: node.status.addr.clone(),
+        status: match node.status.state {
+            NodeState::Unknown => ph::NodeStatus::Unknown,
+            NodeState::Down => ph::NodeStatus::Down,
+            NodeState::Ready => ph::NodeStatus::Ready,
+            NodeState::Disconnected => ph::NodeStatus::Disconnected,
+        },
+        availability: match node.spec.availability {
+            Availability::Active => ph::NodeAvailability::Active,
+            Availability::Pause => ph::NodeAvailability::Pause,
+            Availability::Drain => ph::NodeAvailability::Drain,
+        },
+        total_resources: ph::Resources { nano_cpus: desc.resources.nano_cpus, memory_bytes: desc.resources.memory_bytes },
+        available_resources: ph::Resources {
+            nano_cpus: desc.resources.nano_cpus - cpu,
+            memory_bytes: desc.resources.memory_bytes - mem,
+        },
+        runtimes: desc.runtimes.clone(),
+        plugins: desc.engine.plugins.clone(),
+        tasks_total: total,
+        service_tasks: per_service.into_iter().collect(),
+        recent_failures: failures.into_iter().collect(),
+    }
+}
+
+/// The placement request for one group of identical tasks.
+fn placement(task: &Task) -> ph::Placement {
+    let spec = &task.spec;
+    let mut constraints = spec.placement.constraints.clone();
+    if !task.node_id.is_empty() {
+        // A global service's task is pinned to its node; it still has to pass every filter there.
+        constraints.push(format!("node.id=={}", task.node_id));
+    }
+    ph::Placement {
+        runtime: spec.runtime.kind().to_string(),
+        reservations: ph::Resources {
+            nano_cpus: spec.resources.reservations.nano_cpus,
+            memory_bytes: spec.resources.reservations.memory_bytes,
+        },
+        constraints,
+        platforms: spec
+            .placement
+            .platforms
+            .iter()
+            .map(|p| ph::Platform { os: p.os.clone(), arch: p.arch.clone() })
+            .collect(),
+        max_replicas: spec.placement.max_replicas,
+        required_plugins: Vec::new(),
+    }
+}
+
+/// Statistics of one scheduling pass, for logs and benchmarks.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassStats {
+    pub assigned: usize,
+    pub unplaced: usize,
+}
+
+/// The driver. Runs on the leader.
+pub struct SchedulerDriver {
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    placer: Box<dyn Placer>,
+    known_nodes: HashSet<String>,
+    dirty_nodes: HashSet<String>,
+    pending: BTreeSet<String>,
+    /// Something changed since the last pass that may let an unplaced task fit.
+    retry: bool,
+}
+
+impl SchedulerDriver {
+    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, placer: Box<dyn Placer>) -> Self {
+        Self {
+            store,
+            committer,
+            placer,
+            known_nodes: HashSet::new(),
+            dirty_nodes: HashSet::new(),
+            pending: BTreeSet::new(),
+            retry: true,
+        }
+    }
+
+    /// Place tasks as they become pending. Runs until cancelled.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut watcher = self.store.watch();
+        self.resync();
+        loop {
+            if let Err(e) = self.tick().await {
+                warn!(error = %e, "scheduling pass failed; retrying after the next change");
+                // Re-read everything: the plugin's view may be off after a failed commit.
+                self.resync();
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                u = watch::next(&mut watcher) => {
+                    if matches!(u, Update::Closed) { return; }
+                    self.observe(u);
+                    for u in watch::drain(&mut watcher) {
+                        self.observe(u);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget the derived state and re-read the store.
+    pub fn resync(&mut self) {
+        self.store.view(|tx| {
+            self.dirty_nodes.extend(tx.nodes().map(|n| n.id.clone()));
+            self.dirty_nodes.extend(self.known_nodes.iter().cloned());
+            self.pending = tx.tasks().filter(|t| is_pending(t)).map(|t| t.id.clone()).collect();
+        });
+        self.retry = true;
+    }
+
+    fn observe(&mut self, update: Update) {
+        let changes = match update {
+            Update::Changes(c) => c,
+            Update::Resync => return self.resync(),
+            Update::Closed => return,
+        };
+        for change in changes.nodes() {
+            self.dirty_nodes.insert(change.latest().id.clone());
+        }
+        for change in changes.tasks() {
+            let (old, new) = (change.before(), change.after());
+            if let Some(new) = new {
+                if is_pending(new) {
+                    if self.pending.insert(new.id.clone()) {
+                        self.retry = true;
+                    }
+                } else {
+                    self.pending.remove(&new.id);
+                }
+            } else if let Some(old) = old {
+                self.pending.remove(&old.id);
+            }
+            let held_before = old.is_some_and(|t| holds_node(t));
+            let held_after = new.is_some_and(|t| holds_node(t));
+            if held_before != held_after || matches!(change, Change::Updated { old, new } if old.node_id != new.node_id) {
+                for t in [old, new].into_iter().flatten() {
+                    if !t.node_id.is_empty() {
+                        self.dirty_nodes.insert(t.node_id.clone());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Send node changes to the plugin, then place pending tasks if anything could have changed.
+    pub async fn tick(&mut self) -> Result<PassStats> {
+        if !self.dirty_nodes.is_empty() {
+            let dirty: Vec<String> = self.dirty_nodes.drain().collect();
+            let now = Timestamp::now();
+            let (upserts, removals) = self.store.view(|tx| {
+                let mut upserts = Vec::new();
+                let mut removals = Vec::new();
+                for id in dirty {
+                    match tx.node(&id) {
+                        Some(n) => upserts.push(node_info(tx, n, now)),
+                        None => removals.push(id),
+                    }
+                }
+                (upserts, removals)
+            });
+            for n in &upserts {
+                self.known_nodes.insert(n.id.clone());
+            }
+            for id in &removals {
+                self.known_nodes.remove(id);
+            }
+            self.placer.update_nodes(upserts, removals).await?;
+            self.retry = true;
+        }
+        if self.pending.is_empty() || !self.retry {
+            return Ok(PassStats::default());
+        }
+        self.retry = false;
+        self.schedule_pending().await
+    }
+
+    async fn schedule_pending(&mut self) -> Result<PassStats> {
+        // Group by (service, spec version, pinned node), in a stable order.
+        let groups: Vec<ph::TaskGroup> = self.store.view(|tx| {
+            let mut groups: BTreeMap<(String, u64, String), ph::TaskGroup> = BTreeMap::new();
+            for id in &self.pending {
+                let Some(t) = tx.task(id) else { continue };
+                if !is_pending(t) {
+                    continue;
+                }
+                groups
+                    .entry((t.service_id.clone(), t.spec_version, t.node_id.clone()))
+                    .or_insert_with(|| ph::TaskGroup {
+                        service_id: t.service_id.clone(),
+                        task_ids: Vec::new(),
+                        placement: placement(t),
+                    })
+                    .task_ids
+                    .push(t.id.clone());
+            }
+            groups.into_values().collect()
+        });
+        if groups.is_empty() {
+            return Ok(PassStats::default());
+        }
+        let results = self.placer.schedule(groups).await?;
+        let now = Timestamp::now();
+        let mut stats = PassStats::default();
+        let mut touched_nodes = Vec::new();
+        let outcome = commit_with(&self.store, self.committer.as_ref(), |tx: &mut WriteTx<'_>| {
+            for result in &results {
+                for (task_id, node_id) in &result.assignments {
+                    let Some(task) = tx.task(task_id) else { continue };
+                    if !is_pending(task) {
+                        continue;
+                    }
+                    let mut task = (**task).clone();
+                    task.node_id = node_id.clone();
+                    task.status.state = TaskState::Assigned;
+                    task.status.timestamp = now;
+                    task.status.message = "scheduler assigned task to node".to_string();
+                    task.status.err.clear();
+                    task.meta.updated_at = now;
+                    tx.update(task)?;
+                    touched_nodes.push(node_id.clone());
+                    stats.assigned += 1;
+                }
+                for (task_id, reason) in &result.unplaced {
+                    stats.unplaced += 1;
+                    let Some(task) = tx.task(task_id) else { continue };
+                    if !is_pending(task) || task.status.err == *reason {
+                        continue;
+                    }
+                    let mut task = (**task).clone();
+                    task.status.err = reason.clone();
+                    task.status.timestamp = now;
+                    task.meta.updated_at = now;
+                    tx.update(task)?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+        match outcome {
+            Ok(_) => {
+                if stats.assigned > 0 || stats.unplaced > 0 {
+                    debug!(assigned = stats.assigned, unplaced = stats.unplaced, "scheduling pass");
+                }
+                if stats.unplaced > 0 && stats.assigned == 0 {
+                    info!(unplaced = stats.unplaced, "tasks wait for a suitable node");
+                }
+                Ok(stats)
+            }
+            Err(e) => {
+                // The plugin counted placements that did not commit: refresh those nodes.
+                self.dirty_nodes.extend(touched_nodes);
+                self.retry = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// How many tasks wait for placement.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+}

@@ -1,0 +1,104 @@
+//! The node's configuration, built from swarmd's flags and validated in one step.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::NodeError;
+
+/// Which executor component the agent uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// One of the plugins embedded in swarmd (see [`crate::embedded_executors`]).
+    Embedded(String),
+    /// A component file.
+    File(PathBuf),
+}
+
+impl ExecutorChoice {
+    /// Parse `--executor`: an embedded name, or a path to a `.wasm` component.
+    pub fn parse(value: &str) -> Self {
+        if value.ends_with(".wasm") || value.contains('/') {
+            ExecutorChoice::File(PathBuf::from(value))
+        } else {
+            ExecutorChoice::Embedded(value.to_string())
+        }
+    }
+
+    /// The plugin's name and bytes.
+    pub(crate) fn component(&self) -> Result<(String, Vec<u8>), NodeError> {
+        match self {
+            ExecutorChoice::Embedded(name) => crate::embedded_executors()
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(n, bytes)| (n.to_string(), bytes.to_vec()))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = crate::embedded_executors().iter().map(|(n, _)| *n).collect();
+                    NodeError::Config(format!(
+                        "--executor: no embedded executor named {name:?}; choose one of {} or give a path to a .wasm component",
+                        names.join(", ")
+                    ))
+                }),
+            ExecutorChoice::File(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| NodeError::Config(format!("--executor: reading {}: {e}", path.display())))?;
+                let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("custom").to_string();
+                Ok((name, bytes))
+            }
+        }
+    }
+}
+
+/// How one node runs.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub state_dir: PathBuf,
+    pub hostname: String,
+    pub control_socket: PathBuf,
+    pub listen_remote_api: SocketAddr,
+    /// Address other nodes (and the local agent) use; defaults from the bound listener.
+    pub advertise_remote_api: Option<String>,
+    pub raft_tick: Duration,
+    pub heartbeat_tick: u64,
+    pub election_tick: u64,
+    pub executor: ExecutorChoice,
+}
+
+impl NodeConfig {
+    /// Check every field; the error names the flag at fault.
+    pub fn validate(self) -> Result<Self, NodeError> {
+        if self.state_dir.as_os_str().is_empty() {
+            return Err(NodeError::Config("--state-dir: must not be empty".into()));
+        }
+        if self.hostname.trim().is_empty() {
+            return Err(NodeError::Config("--hostname: must not be empty".into()));
+        }
+        if self.heartbeat_tick == 0 {
+            return Err(NodeError::Config("--heartbeat-tick: must be >= 1".into()));
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return Err(NodeError::Config(format!(
+                "--election-tick: must be greater than --heartbeat-tick ({})",
+                self.heartbeat_tick
+            )));
+        }
+        if self.control_socket.as_os_str().len() > 100 {
+            return Err(NodeError::Config(format!(
+                "--listen-control-api: {} is too long for a unix socket path (at most 100 bytes)",
+                self.control_socket.display()
+            )));
+        }
+        Ok(self)
+    }
+
+    /// The advertised address: the flag, or the bound address (loopback if bound to any).
+    pub(crate) fn advertise_addr(&self, bound: SocketAddr) -> String {
+        if let Some(a) = &self.advertise_remote_api {
+            return a.clone();
+        }
+        if bound.ip().is_unspecified() {
+            return format!("127.0.0.1:{}", bound.port());
+        }
+        bound.to_string()
+    }
+}

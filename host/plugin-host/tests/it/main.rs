@@ -1,0 +1,25 @@
+//! Integration tests of the plugin host against the real default plugins and the test guests.
+
+mod cache;
+mod common;
+mod executor;
+mod robustness;
+mod scheduler;
+
+/// Every guest built by swarm-plugin-artifacts is named by some test here.
+#[test]
+fn every_guest_is_tested() {
+    let sources = [
+        include_str!("cache.rs"),
+        include_str!("executor.rs"),
+        include_str!("robustness.rs"),
+        include_str!("scheduler.rs"),
+    ]
+    .concat();
+    for (name, _) in swarm_plugin_artifacts::ALL {
+        assert!(
+            sources.contains(&format!("artifacts::{name}")),
+            "no test uses the guest {name}"
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! Generates the gRPC code from `proto/` with protox (pure Rust; no protoc needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["swarm/v1/objects.proto", "swarm/v1/control.proto", "swarm/v1/dispatcher.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", root.join(f).display());
+    }
+    let fds = protox::compile(files, [&root])?;
+    tonic_prost_build::configure().compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,688 @@
+//! Conversions between `pb` messages and `swarm_types` objects, both ways.
+
+use std::time::Duration;
+
+use swarm_types as t;
+
+use crate::pb;
+
+/// A message could not become a domain object: a required field is missing or out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConversionError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConversionError {
+    fn missing(field: &str) -> Self {
+        Self { field: field.to_string(), message: "is required".to_string() }
+    }
+}
+
+type Result<T> = std::result::Result<T, ConversionError>;
+
+pub fn timestamp_to_pb(ts: t::Timestamp) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ts.unix_nanos.div_euclid(1_000_000_000),
+        nanos: i32::try_from(ts.unix_nanos.rem_euclid(1_000_000_000)).unwrap_or(0),
+    }
+}
+
+pub fn timestamp_from_pb(ts: Option<prost_types::Timestamp>) -> t::Timestamp {
+    let ts = ts.unwrap_or_default();
+    t::Timestamp::from_unix_nanos(ts.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(ts.nanos)))
+}
+
+pub fn duration_to_pb(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+/// A protobuf duration as a `Duration`; negative values are refused, naming `field`.
+pub fn duration_from_pb(field: &str, d: Option<prost_types::Duration>) -> Result<Duration> {
+    let d = d.unwrap_or_default();
+    if d.seconds < 0 || d.nanos < 0 {
+        return Err(ConversionError { field: field.to_string(), message: "must not be negative".to_string() });
+    }
+    Ok(Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs()))
+}
+
+fn meta_to_pb(m: t::Meta) -> pb::Meta {
+    pb::Meta {
+        version: m.version,
+        created_at: Some(timestamp_to_pb(m.created_at)),
+        updated_at: Some(timestamp_to_pb(m.updated_at)),
+    }
+}
+
+fn meta_from_pb(m: Option<pb::Meta>) -> t::Meta {
+    let m = m.unwrap_or_default();
+    t::Meta { version: m.version, created_at: timestamp_from_pb(m.created_at), updated_at: timestamp_from_pb(m.updated_at) }
+}
+
+fn annotations_to_pb(a: t::Annotations) -> pb::Annotations {
+    pb::Annotations { name: a.name, labels: a.labels.into_iter().collect() }
+}
+
+fn annotations_from_pb(a: Option<pb::Annotations>) -> t::Annotations {
+    let a = a.unwrap_or_default();
+    t::Annotations { name: a.name, labels: a.labels.into_iter().collect() }
+}
+
+fn resources_to_pb(r: t::Resources) -> pb::Resources {
+    pb::Resources { nano_cpus: r.nano_cpus, memory_bytes: r.memory_bytes }
+}
+
+fn resources_from_pb(r: Option<pb::Resources>) -> t::Resources {
+    let r = r.unwrap_or_default();
+    t::Resources { nano_cpus: r.nano_cpus, memory_bytes: r.memory_bytes }
+}
+
+fn platform_to_pb(p: t::Platform) -> pb::Platform {
+    pb::Platform { os: p.os, arch: p.arch }
+}
+
+fn platform_from_pb(p: Option<pb::Platform>) -> t::Platform {
+    let p = p.unwrap_or_default();
+    t::Platform { os: p.os, arch: p.arch }
+}
+
+// ---- enums -------------------------------------------------------------------------------
+
+impl From<t::NodeRole> for pb::NodeRole {
+    fn from(r: t::NodeRole) -> Self {
+        match r {
+            t::NodeRole::Worker => pb::NodeRole::Worker,
+            t::NodeRole::Manager => pb::NodeRole::Manager,
+        }
+    }
+}
+
+fn role_to_pb(r: t::NodeRole) -> pb::NodeRole {
+    r.into()
+}
+
+fn role_from_pb(field: &str, v: i32) -> Result<t::NodeRole> {
+    match pb::NodeRole::try_from(v) {
+        Ok(pb::NodeRole::Worker) => Ok(t::NodeRole::Worker),
+        Ok(pb::NodeRole::Manager) => Ok(t::NodeRole::Manager),
+        Err(_) => Err(unknown_enum(field, v)),
+    }
+}
+
+fn unknown_enum(field: &str, v: i32) -> ConversionError {
+    ConversionError { field: field.to_string(), message: format!("unknown value {v}") }
+}
+
+impl From<t::TaskState> for pb::TaskState {
+    fn from(s: t::TaskState) -> Self {
+        use pb::TaskState as P;
+        use t::TaskState as S;
+        match s {
+            S::New => P::New,
+            S::Pending => P::Pending,
+            S::Assigned => P::Assigned,
+            S::Accepted => P::Accepted,
+            S::Preparing => P::Preparing,
+            S::Ready => P::Ready,
+            S::Starting => P::Starting,
+            S::Running => P::Running,
+            S::Complete => P::Complete,
+            S::Shutdown => P::Shutdown,
+            S::Failed => P::Failed,
+            S::Rejected => P::Rejected,
+            S::Remove => P::Remove,
+            S::Orphaned => P::Orphaned,
+        }
+    }
+}
+
+impl From<pb::TaskState> for t::TaskState {
+    fn from(s: pb::TaskState) -> Self {
+        use pb::TaskState as P;
+        use t::TaskState as S;
+        match s {
+            P::New => S::New,
+            P::Pending => S::Pending,
+            P::Assigned => S::Assigned,
+            P::Accepted => S::Accepted,
+            P::Preparing => S::Preparing,
+            P::Ready => S::Ready,
+            P::Starting => S::Starting,
+            P::Running => S::Running,
+            P::Complete => S::Complete,
+            P::Shutdown => S::Shutdown,
+            P::Failed => S::Failed,
+            P::Rejected => S::Rejected,
+            P::Remove => S::Remove,
+            P::Orphaned => S::Orphaned,
+        }
+    }
+}
+
+/// A task state from its wire value, naming `field` if the value is unknown.
+pub(crate) fn task_state_from_pb(field: &str, v: i32) -> Result<t::TaskState> {
+    pb::TaskState::try_from(v).map(Into::into).map_err(|_| unknown_enum(field, v))
+}
+
+impl pb::TaskState {
+    /// The domain state of a wire value (unknown values are errors naming the field).
+    pub fn from_wire(field: &str, v: i32) -> Result<t::TaskState> {
+        task_state_from_pb(field, v)
+    }
+}
+
+// ---- nodes -------------------------------------------------------------------------------
+
+impl From<t::NodeSpec> for pb::NodeSpec {
+    fn from(s: t::NodeSpec) -> Self {
+        pb::NodeSpec {
+            annotations: Some(annotations_to_pb(s.annotations)),
+            desired_role: role_to_pb(s.desired_role) as i32,
+            membership: match s.membership {
+                t::Membership::Pending => pb::Membership::Pending,
+                t::Membership::Accepted => pb::Membership::Accepted,
+            } as i32,
+            availability: match s.availability {
+                t::Availability::Active => pb::Availability::Active,
+                t::Availability::Pause => pb::Availability::Pause,
+                t::Availability::Drain => pb::Availability::Drain,
+            } as i32,
+        }
+    }
+}
+
+impl TryFrom<pb::NodeSpec> for t::NodeSpec {
+    type Error = ConversionError;
+    fn try_from(s: pb::NodeSpec) -> Result<Self> {
+        Ok(t::NodeSpec {
+            annotations: annotations_from_pb(s.annotations),
+            desired_role: role_from_pb("spec.desired_role", s.desired_role)?,
+            membership: match pb::Membership::try_from(s.membership) {
+                Ok(pb::Membership::Pending) => t::Membership::Pending,
+                Ok(pb::Membership::Accepted) => t::Membership::Accepted,
+                Err(_) => return Err(unknown_enum("spec.membership", s.membership)),
+            },
+            availability: match pb::Availability::try_from(s.availability) {
+                Ok(pb::Availability::Active) => t::Availability::Active,
+                Ok(pb::Availability::Pause) => t::Availability::Pause,
+                Ok(pb::Availability::Drain) => t::Availability::Drain,
+                Err(_) => return Err(unknown_enum("spec.availability", s.availability)),
+            },
+        })
+    }
+}
+
+impl From<t::NodeDescription> for pb::NodeDescription {
+    fn from(d: t::NodeDescription) -> Self {
+        pb::NodeDescription {
+            hostname: d.hostname,
+            platform: Some(platform_to_pb(d.platform)),
+            resources: Some(resources_to_pb(d.resources)),
+            engine: Some(pb::EngineDescription {
+                version: d.engine.version,
+                labels: d.engine.labels.into_iter().collect(),
+                plugins: d.engine.plugins,
+            }),
+            executor: d.executor,
+            runtimes: d.runtimes,
+        }
+    }
+}
+
+impl From<pb::NodeDescription> for t::NodeDescription {
+    fn from(d: pb::NodeDescription) -> Self {
+        let engine = d.engine.unwrap_or_default();
+        t::NodeDescription {
+            hostname: d.hostname,
+            platform: platform_from_pb(d.platform),
+            resources: resources_from_pb(d.resources),
+            engine: t::EngineDescription {
+                version: engine.version,
+                labels: engine.labels.into_iter().collect(),
+                plugins: engine.plugins,
+            },
+            executor: d.executor,
+            runtimes: d.runtimes,
+        }
+    }
+}
+
+fn node_state_to_pb(s: t::NodeState) -> pb::NodeState {
+    match s {
+        t::NodeState::Unknown => pb::NodeState::Unknown,
+        t::NodeState::Down => pb::NodeState::Down,
+        t::NodeState::Ready => pb::NodeState::Ready,
+        t::NodeState::Disconnected => pb::NodeState::Disconnected,
+    }
+}
+
+fn node_state_from_pb(v: i32) -> Result<t::NodeState> {
+    Ok(match pb::NodeState::try_from(v) {
+        Ok(pb::NodeState::Unknown) => t::NodeState::Unknown,
+        Ok(pb::NodeState::Down) => t::NodeState::Down,
+        Ok(pb::NodeState::Ready) => t::NodeState::Ready,
+        Ok(pb::NodeState::Disconnected) => t::NodeState::Disconnected,
+        Err(_) => return Err(unknown_enum("status.state", v)),
+    })
+}
+
+impl From<t::Node> for pb::Node {
+    fn from(n: t::Node) -> Self {
+        pb::Node {
+            id: n.id,
+            meta: Some(meta_to_pb(n.meta)),
+            spec: Some(n.spec.into()),
+            role: role_to_pb(n.role) as i32,
+            description: n.description.map(Into::into),
+            status: Some(pb::NodeStatus {
+                state: node_state_to_pb(n.status.state) as i32,
+                message: n.status.message,
+                addr: n.status.addr,
+                last_seen: Some(timestamp_to_pb(n.status.last_seen)),
+            }),
+            manager_status: n.manager_status.map(|m| pb::ManagerStatus {
+                raft_id: m.raft_id,
+                addr: m.addr,
+                leader: m.leader,
+                reachability: match m.reachability {
+                    t::Reachability::Unknown => pb::Reachability::Unknown,
+                    t::Reachability::Unreachable => pb::Reachability::Unreachable,
+                    t::Reachability::Reachable => pb::Reachability::Reachable,
+                } as i32,
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::Node> for t::Node {
+    type Error = ConversionError;
+    fn try_from(n: pb::Node) -> Result<Self> {
+        let status = n.status.unwrap_or_default();
+        Ok(t::Node {
+            id: n.id,
+            meta: meta_from_pb(n.meta),
+            spec: n.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            role: role_from_pb("role", n.role)?,
+            description: n.description.map(Into::into),
+            status: t::NodeStatus {
+                state: node_state_from_pb(status.state)?,
+                message: status.message,
+                addr: status.addr,
+                last_seen: timestamp_from_pb(status.last_seen),
+            },
+            manager_status: n.manager_status.map(|m| t::ManagerStatus {
+                raft_id: m.raft_id,
+                addr: m.addr,
+                leader: m.leader,
+                reachability: match pb::Reachability::try_from(m.reachability) {
+                    Ok(pb::Reachability::Reachable) => t::Reachability::Reachable,
+                    Ok(pb::Reachability::Unreachable) => t::Reachability::Unreachable,
+                    _ => t::Reachability::Unknown,
+                },
+            }),
+        })
+    }
+}
+
+// ---- services ----------------------------------------------------------------------------
+
+impl From<t::TaskSpec> for pb::TaskSpec {
+    fn from(s: t::TaskSpec) -> Self {
+        let runtime = match s.runtime {
+            t::Runtime::Process(p) => pb::task_spec::Runtime::Process(pb::ProcessSpec {
+                command: p.command,
+                args: p.args,
+                env: p.env,
+                dir: p.dir,
+            }),
+            t::Runtime::Wasi(w) => {
+                pb::task_spec::Runtime::Wasi(pb::WasiSpec { module: w.module, args: w.args, env: w.env })
+            }
+        };
+        pb::TaskSpec {
+            runtime: Some(runtime),
+            resources: Some(pb::ResourceRequirements {
+                limits: Some(resources_to_pb(s.resources.limits)),
+                reservations: Some(resources_to_pb(s.resources.reservations)),
+            }),
+            restart: Some(pb::RestartPolicy {
+                condition: match s.restart.condition {
+                    t::RestartCondition::None => pb::RestartCondition::None,
+                    t::RestartCondition::OnFailure => pb::RestartCondition::OnFailure,
+                    t::RestartCondition::Any => pb::RestartCondition::Any,
+                } as i32,
+                delay: Some(duration_to_pb(s.restart.delay)),
+                max_attempts: s.restart.max_attempts,
+                window: Some(duration_to_pb(s.restart.window)),
+            }),
+            placement: Some(pb::Placement {
+                constraints: s.placement.constraints,
+                platforms: s.placement.platforms.into_iter().map(platform_to_pb).collect(),
+                max_replicas: s.placement.max_replicas,
+            }),
+            force_update: s.force_update,
+        }
+    }
+}
+
+impl TryFrom<pb::TaskSpec> for t::TaskSpec {
+    type Error = ConversionError;
+    fn try_from(s: pb::TaskSpec) -> Result<Self> {
+        let runtime = match s.runtime {
+            Some(pb::task_spec::Runtime::Process(p)) => {
+                t::Runtime::Process(t::ProcessSpec { command: p.command, args: p.args, env: p.env, dir: p.dir })
+            }
+            Some(pb::task_spec::Runtime::Wasi(w)) => {
+                t::Runtime::Wasi(t::WasiSpec { module: w.module, args: w.args, env: w.env })
+            }
+            None => {
+                return Err(ConversionError {
+                    field: "spec.task.runtime".to_string(),
+                    message: "is required: set process or wasi".to_string(),
+                });
+            }
+        };
+        let resources = s.resources.unwrap_or_default();
+        let restart = match s.restart {
+            None => t::RestartPolicy::default(),
+            Some(r) => t::RestartPolicy {
+                condition: match pb::RestartCondition::try_from(r.condition) {
+                    Ok(pb::RestartCondition::None) => t::RestartCondition::None,
+                    Ok(pb::RestartCondition::OnFailure) => t::RestartCondition::OnFailure,
+                    Ok(pb::RestartCondition::Any) => t::RestartCondition::Any,
+                    Err(_) => return Err(unknown_enum("spec.task.restart.condition", r.condition)),
+                },
+                delay: duration_from_pb("spec.task.restart.delay", r.delay)?,
+                max_attempts: r.max_attempts,
+                window: duration_from_pb("spec.task.restart.window", r.window)?,
+            },
+        };
+        let placement = s.placement.unwrap_or_default();
+        Ok(t::TaskSpec {
+            runtime,
+            resources: t::ResourceRequirements {
+                limits: resources_from_pb(resources.limits),
+                reservations: resources_from_pb(resources.reservations),
+            },
+            restart,
+            placement: t::Placement {
+                constraints: placement.constraints,
+                platforms: placement.platforms.into_iter().map(|p| platform_from_pb(Some(p))).collect(),
+                max_replicas: placement.max_replicas,
+            },
+            force_update: s.force_update,
+        })
+    }
+}
+
+impl From<t::ServiceSpec> for pb::ServiceSpec {
+    fn from(s: t::ServiceSpec) -> Self {
+        pb::ServiceSpec {
+            annotations: Some(annotations_to_pb(s.annotations)),
+            task: Some(s.task.into()),
+            mode: Some(match s.mode {
+                t::ServiceMode::Replicated { replicas } => {
+                    pb::service_spec::Mode::Replicated(pb::ReplicatedService { replicas })
+                }
+                t::ServiceMode::Global => pb::service_spec::Mode::Global(pb::GlobalService {}),
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::ServiceSpec> for t::ServiceSpec {
+    type Error = ConversionError;
+    fn try_from(s: pb::ServiceSpec) -> Result<Self> {
+        Ok(t::ServiceSpec {
+            annotations: annotations_from_pb(s.annotations),
+            task: s.task.ok_or_else(|| ConversionError::missing("spec.task"))?.try_into()?,
+            mode: match s.mode {
+                Some(pb::service_spec::Mode::Replicated(r)) => t::ServiceMode::Replicated { replicas: r.replicas },
+                Some(pb::service_spec::Mode::Global(_)) => t::ServiceMode::Global,
+                None => t::ServiceMode::Replicated { replicas: 1 },
+            },
+        })
+    }
+}
+
+impl From<t::Service> for pb::Service {
+    fn from(s: t::Service) -> Self {
+        pb::Service { id: s.id, meta: Some(meta_to_pb(s.meta)), spec: Some(s.spec.into()), spec_version: s.spec_version }
+    }
+}
+
+impl TryFrom<pb::Service> for t::Service {
+    type Error = ConversionError;
+    fn try_from(s: pb::Service) -> Result<Self> {
+        Ok(t::Service {
+            id: s.id,
+            meta: meta_from_pb(s.meta),
+            spec: s.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec_version: s.spec_version,
+        })
+    }
+}
+
+// ---- tasks -------------------------------------------------------------------------------
+
+impl From<t::TaskStatus> for pb::TaskStatus {
+    fn from(s: t::TaskStatus) -> Self {
+        pb::TaskStatus {
+            state: pb::TaskState::from(s.state) as i32,
+            timestamp: Some(timestamp_to_pb(s.timestamp)),
+            message: s.message,
+            err: s.err,
+            exit: s.exit.map(|e| pb::ExitInfo { code: e.code, signal: e.signal }),
+        }
+    }
+}
+
+impl TryFrom<pb::TaskStatus> for t::TaskStatus {
+    type Error = ConversionError;
+    fn try_from(s: pb::TaskStatus) -> Result<Self> {
+        Ok(t::TaskStatus {
+            state: task_state_from_pb("status.state", s.state)?,
+            timestamp: timestamp_from_pb(s.timestamp),
+            message: s.message,
+            err: s.err,
+            exit: s.exit.map(|e| t::ExitInfo { code: e.code, signal: e.signal }),
+        })
+    }
+}
+
+impl From<t::Task> for pb::Task {
+    fn from(task: t::Task) -> Self {
+        pb::Task {
+            id: task.id,
+            meta: Some(meta_to_pb(task.meta)),
+            annotations: Some(annotations_to_pb(task.annotations)),
+            service_id: task.service_id,
+            slot: task.slot,
+            node_id: task.node_id,
+            spec: Some(task.spec.into()),
+            spec_version: task.spec_version,
+            desired_state: pb::TaskState::from(task.desired_state) as i32,
+            status: Some(task.status.into()),
+        }
+    }
+}
+
+impl TryFrom<pb::Task> for t::Task {
+    type Error = ConversionError;
+    fn try_from(task: pb::Task) -> Result<Self> {
+        Ok(t::Task {
+            id: task.id,
+            meta: meta_from_pb(task.meta),
+            annotations: annotations_from_pb(task.annotations),
+            service_id: task.service_id,
+            slot: task.slot,
+            node_id: task.node_id,
+            spec: task.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec_version: task.spec_version,
+            desired_state: task_state_from_pb("desired_state", task.desired_state)?,
+            status: task.status.unwrap_or_default().try_into()?,
+        })
+    }
+}
+
+// ---- cluster -----------------------------------------------------------------------------
+
+impl From<t::ClusterSpec> for pb::ClusterSpec {
+    fn from(s: t::ClusterSpec) -> Self {
+        pb::ClusterSpec {
+            annotations: Some(annotations_to_pb(s.annotations)),
+            orchestration: Some(pb::OrchestrationConfig {
+                task_history_retention_limit: s.orchestration.task_history_retention_limit,
+            }),
+            dispatcher: Some(pb::DispatcherConfig {
+                heartbeat_period: Some(duration_to_pb(s.dispatcher.heartbeat_period)),
+                grace_multiplier: s.dispatcher.grace_multiplier,
+            }),
+            raft: Some(pb::RaftConfig {
+                snapshot_interval: s.raft.snapshot_interval,
+                log_entries_for_slow_followers: s.raft.log_entries_for_slow_followers,
+                heartbeat_tick: s.raft.heartbeat_tick,
+                election_tick: s.raft.election_tick,
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
+    type Error = ConversionError;
+    fn try_from(s: pb::ClusterSpec) -> Result<Self> {
+        let orchestration = s.orchestration.ok_or_else(|| ConversionError::missing("spec.orchestration"))?;
+        let dispatcher = s.dispatcher.ok_or_else(|| ConversionError::missing("spec.dispatcher"))?;
+        let raft = s.raft.ok_or_else(|| ConversionError::missing("spec.raft"))?;
+        Ok(t::ClusterSpec {
+            annotations: annotations_from_pb(s.annotations),
+            orchestration: t::OrchestrationConfig {
+                task_history_retention_limit: orchestration.task_history_retention_limit,
+            },
+            dispatcher: t::DispatcherConfig {
+                heartbeat_period: duration_from_pb("spec.dispatcher.heartbeat_period", dispatcher.heartbeat_period)?,
+                grace_multiplier: dispatcher.grace_multiplier,
+            },
+            raft: t::RaftConfigSpec {
+                snapshot_interval: raft.snapshot_interval,
+                log_entries_for_slow_followers: raft.log_entries_for_slow_followers,
+                heartbeat_tick: raft.heartbeat_tick,
+                election_tick: raft.election_tick,
+            },
+        })
+    }
+}
+
+impl From<t::Cluster> for pb::Cluster {
+    fn from(c: t::Cluster) -> Self {
+        pb::Cluster { id: c.id, meta: Some(meta_to_pb(c.meta)), spec: Some(c.spec.into()) }
+    }
+}
+
+impl TryFrom<pb::Cluster> for t::Cluster {
+    type Error = ConversionError;
+    fn try_from(c: pb::Cluster) -> Result<Self> {
+        Ok(t::Cluster {
+            id: c.id,
+            meta: meta_from_pb(c.meta),
+            spec: c.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task() -> t::Task {
+        t::Task {
+            id: "t1".into(),
+            meta: t::Meta { version: 7, created_at: t::Timestamp::from_unix_nanos(1_500_000_123), updated_at: t::Timestamp::now() },
+            annotations: t::Annotations { name: "web.1".into(), labels: [("a".to_string(), "b".to_string())].into() },
+            service_id: "s1".into(),
+            slot: 1,
+            node_id: "n1".into(),
+            spec: t::TaskSpec {
+                runtime: t::Runtime::Process(t::ProcessSpec {
+                    command: "sleep".into(),
+                    args: vec!["10".into()],
+                    env: vec!["A=1".into()],
+                    dir: Some("/tmp".into()),
+                }),
+                resources: t::ResourceRequirements {
+                    limits: t::Resources { nano_cpus: 2, memory_bytes: 3 },
+                    reservations: t::Resources { nano_cpus: 1, memory_bytes: 2 },
+                },
+                restart: t::RestartPolicy {
+                    condition: t::RestartCondition::OnFailure,
+                    delay: Duration::from_millis(1500),
+                    max_attempts: 3,
+                    window: Duration::from_secs(60),
+                },
+                placement: t::Placement {
+                    constraints: vec!["node.role==manager".into()],
+                    platforms: vec![t::Platform { os: "linux".into(), arch: "x86_64".into() }],
+                    max_replicas: 2,
+                },
+                force_update: 4,
+            },
+            spec_version: 2,
+            desired_state: t::TaskState::Running,
+            status: t::TaskStatus {
+                state: t::TaskState::Failed,
+                timestamp: t::Timestamp::now(),
+                message: "exited".into(),
+                err: "code 3".into(),
+                exit: Some(t::ExitInfo { code: 3, signal: None }),
+            },
+        }
+    }
+
+    #[test]
+    fn task_round_trips() {
+        let original = task();
+        let back: t::Task = pb::Task::from(original.clone()).try_into().expect("convert back");
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn cluster_and_node_round_trip() {
+        let cluster = t::Cluster { id: "c".into(), meta: Default::default(), spec: t::ClusterSpec::with_defaults() };
+        let back: t::Cluster = pb::Cluster::from(cluster.clone()).try_into().expect("cluster");
+        assert_eq!(back, cluster);
+        let node = t::Node {
+            id: "n".into(),
+            spec: t::NodeSpec { availability: t::Availability::Drain, ..Default::default() },
+            role: t::NodeRole::Manager,
+            description: Some(t::NodeDescription { hostname: "h".into(), runtimes: vec!["process".into()], ..Default::default() }),
+            status: t::NodeStatus { state: t::NodeState::Ready, ..Default::default() },
+            manager_status: Some(t::ManagerStatus { raft_id: 1, addr: "a".into(), leader: true, reachability: t::Reachability::Reachable }),
+            ..Default::default()
+        };
+        let back: t::Node = pb::Node::from(node.clone()).try_into().expect("node");
+        assert_eq!(back, node);
+    }
+
+    #[test]
+    fn missing_and_bad_fields_are_named() {
+        let mut spec = pb::ServiceSpec::from(t::ServiceSpec {
+            annotations: Default::default(),
+            task: task().spec,
+            mode: t::ServiceMode::Global,
+        });
+        spec.task.as_mut().expect("task").runtime = None;
+        let err = t::ServiceSpec::try_from(spec.clone()).expect_err("no runtime");
+        assert_eq!(err.field, "spec.task.runtime");
+        spec.task = None;
+        assert_eq!(t::ServiceSpec::try_from(spec).expect_err("no task").to_string(), "spec.task: is required");
+        let mut status = pb::TaskStatus::from(task().status);
+        status.state = 5;
+        assert_eq!(t::TaskStatus::try_from(status).expect_err("bad state").to_string(), "status.state: unknown value 5");
+        let neg = duration_from_pb("spec.task.restart.delay", Some(prost_types::Duration { seconds: -1, nanos: 0 }));
+        assert_eq!(neg.expect_err("negative").field, "spec.task.restart.delay");
+    }
+}

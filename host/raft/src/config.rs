@@ -1,0 +1,202 @@
+//! Raft configuration in SwarmKit's terms (ticks), validated and translated to openraft's.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+
+use crate::RaftError;
+
+/// How a raft node runs. Build it with [`RaftConfig::new`], adjust fields, then
+/// [`validate`](RaftConfig::validate) (also done by [`RaftNode::start`](crate::RaftNode::start)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftConfig {
+    /// This node's raft id: non-zero, unique in the cluster.
+    pub node_id: u64,
+    /// Directory of the raft files (`raft.redb` and `snapshots/`); created if missing.
+    pub state_dir: PathBuf,
+    /// The raft clock tick (SwarmKit: 1 s; default here 100 ms).
+    pub tick: Duration,
+    /// Ticks between leader heartbeats (SwarmKit: 1).
+    pub heartbeat_tick: u64,
+    /// Ticks without a leader before a follower starts an election (SwarmKit: 10). The election
+    /// timeout is drawn from `[election_tick * tick, 2 * election_tick * tick)`.
+    pub election_tick: u64,
+    /// Applied entries between two snapshots (SwarmKit: 10 000).
+    pub snapshot_interval: u64,
+    /// Entries kept in the log behind a snapshot for slow followers (SwarmKit: 500).
+    pub logs_to_keep: u64,
+    /// At most this many concurrent proposals are committed together as one log entry.
+    pub max_batch_commands: usize,
+    /// A batch stops growing once its commands reach this many bytes.
+    pub max_batch_bytes: usize,
+}
+
+impl RaftConfig {
+    /// A configuration with SwarmKit's defaults, except a 100 ms tick.
+    pub fn new(node_id: u64, state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            node_id,
+            state_dir: state_dir.into(),
+            tick: Duration::from_millis(100),
+            heartbeat_tick: 1,
+            election_tick: 10,
+            snapshot_interval: 10_000,
+            logs_to_keep: 500,
+            max_batch_commands: 1024,
+            max_batch_bytes: 4 << 20,
+        }
+    }
+
+    /// Checks the configuration; returns it unchanged when valid.
+    pub fn validate(self) -> Result<Self, RaftError> {
+        let invalid = |reason: String| Err(RaftError::Config(reason));
+        if self.node_id == 0 {
+            return invalid("node_id must be non-zero".into());
+        }
+        if self.state_dir.as_os_str().is_empty() {
+            return invalid("state_dir must be set".into());
+        }
+        if self.tick.as_millis() == 0 {
+            return invalid(format!("tick must be at least 1ms, got {:?}", self.tick));
+        }
+        if self.heartbeat_tick == 0 {
+            return invalid("heartbeat_tick must be at least 1".into());
+        }
+        if self.election_tick <= self.heartbeat_tick {
+            return invalid(format!(
+                "election_tick ({}) must be greater than heartbeat_tick ({})",
+                self.election_tick, self.heartbeat_tick
+            ));
+        }
+        if self.snapshot_interval == 0 {
+            return invalid("snapshot_interval must be at least 1".into());
+        }
+        if self.max_batch_commands == 0 {
+            return invalid("max_batch_commands must be at least 1".into());
+        }
+        if self.max_batch_bytes == 0 {
+            return invalid("max_batch_bytes must be at least 1".into());
+        }
+        self.openraft_config()?;
+        Ok(self)
+    }
+
+    fn ticks_ms(&self, ticks: u64) -> Result<u64, RaftError> {
+        u64::try_from(self.tick.as_millis())
+            .ok()
+            .and_then(|tick| tick.checked_mul(ticks))
+            .ok_or_else(|| RaftError::Config(format!("{ticks} ticks of {:?} overflow", self.tick)))
+    }
+
+    /// The equivalent openraft configuration.
+    pub(crate) fn openraft_config(&self) -> Result<openraft::Config, RaftError> {
+        let election = self.ticks_ms(self.election_tick)?;
+        let config = openraft::Config {
+            cluster_name: "swarm".to_owned(),
+            heartbeat_interval: self.ticks_ms(self.heartbeat_tick)?,
+            election_timeout_min: election,
+            election_timeout_max: election
+                .checked_mul(2)
+                .ok_or_else(|| RaftError::Config("election timeout overflows".into()))?,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
+            max_in_snapshot_log_to_keep: self.logs_to_keep,
+            ..Default::default()
+        };
+        config
+            .validate()
+            .map_err(|e| RaftError::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_become_openraft_timings() {
+        let mut config = RaftConfig::new(1, "/tmp/x");
+        config.tick = Duration::from_millis(50);
+        config.heartbeat_tick = 2;
+        config.election_tick = 20;
+        config.snapshot_interval = 77;
+        config.logs_to_keep = 5;
+        let openraft = config
+            .validate()
+            .expect("valid")
+            .openraft_config()
+            .expect("valid");
+        assert_eq!(openraft.heartbeat_interval, 100);
+        assert_eq!(openraft.election_timeout_min, 1000);
+        assert_eq!(openraft.election_timeout_max, 2000);
+        assert_eq!(openraft.snapshot_policy, SnapshotPolicy::LogsSinceLast(77));
+        assert_eq!(openraft.max_in_snapshot_log_to_keep, 5);
+    }
+
+    #[test]
+    fn invalid_configs_name_the_field() {
+        let base = RaftConfig::new(1, "/tmp/x");
+        let cases: Vec<(RaftConfig, &str)> = vec![
+            (
+                RaftConfig {
+                    node_id: 0,
+                    ..base.clone()
+                },
+                "node_id",
+            ),
+            (
+                RaftConfig {
+                    state_dir: PathBuf::new(),
+                    ..base.clone()
+                },
+                "state_dir",
+            ),
+            (
+                RaftConfig {
+                    tick: Duration::ZERO,
+                    ..base.clone()
+                },
+                "tick",
+            ),
+            (
+                RaftConfig {
+                    heartbeat_tick: 0,
+                    ..base.clone()
+                },
+                "heartbeat_tick",
+            ),
+            (
+                RaftConfig {
+                    election_tick: 1,
+                    ..base.clone()
+                },
+                "election_tick",
+            ),
+            (
+                RaftConfig {
+                    snapshot_interval: 0,
+                    ..base.clone()
+                },
+                "snapshot_interval",
+            ),
+            (
+                RaftConfig {
+                    max_batch_commands: 0,
+                    ..base.clone()
+                },
+                "max_batch_commands",
+            ),
+            (
+                RaftConfig {
+                    max_batch_bytes: 0,
+                    ..base.clone()
+                },
+                "max_batch_bytes",
+            ),
+        ];
+        for (config, field) in cases {
+            let error = config.validate().expect_err(field).to_string();
+            assert!(error.contains(field), "{field}: {error}");
+        }
+    }
+}

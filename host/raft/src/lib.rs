@@ -1,0 +1,46 @@
+//! swarm-raft: a generic raft layer (openraft 0.9 over redb) replicating opaque commands.
+//!
+//! The layer knows nothing of the store's types: a [`StateMachineApp`] applies committed command
+//! bytes and serialises its whole state for snapshots. [`RaftNode`] owns the durable log, the
+//! snapshots and the openraft instance, and offers one way to change state: [`RaftNode::propose`],
+//! which resolves once the command is committed and applied.
+//!
+//! Layout (openraft's example layout): `store/` holds the log store, the state machine and the
+//! snapshot files; `network/` the client side of the raft network (a stub until multi-manager
+//! raft: every peer is unreachable).
+//!
+//! Invariants:
+//! - Log entries and the vote are fsync'd (redb `Durability::Immediate`) before openraft learns
+//!   they are stored; a snapshot is fsync'd and renamed into place before older ones are removed.
+//! - After a crash, a restart restores the newest snapshot and re-applies the committed entries
+//!   after it: the application sees exactly the committed commands, in log order, once each.
+//! - Concurrent proposals may share one log entry (and index); the application applies them in
+//!   order, one by one.
+
+mod config;
+mod error;
+mod network;
+mod node;
+mod store;
+mod types;
+
+pub mod bench;
+
+pub use config::RaftConfig;
+pub use error::RaftError;
+pub use node::RaftMember;
+pub use node::RaftNode;
+pub use node::RaftRole;
+pub use node::RaftStatus;
+
+/// The replicated application: applies committed commands deterministically.
+pub trait StateMachineApp: Send + Sync + 'static {
+    /// Applies the command committed at `index` and returns the response bytes (an error is
+    /// encoded by the application in the bytes). Commands proposed concurrently may share an
+    /// index; they are applied in order.
+    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8>;
+    /// Serialises the whole application state (called for snapshots, between two applies).
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole state with a snapshot's.
+    fn restore(&self, snapshot: &[u8]) -> Result<(), String>;
+}

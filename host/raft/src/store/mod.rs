@@ -1,0 +1,17 @@
+//! Durable storage for openraft: the redb log store, the state machine over the application and
+//! its snapshot files.
+
+mod codec;
+mod log_store;
+mod snapshot_files;
+mod state_machine;
+
+#[cfg(test)]
+mod conformance_tests;
+
+pub(crate) use log_store::LOG_FILE_NAME;
+pub(crate) use log_store::LogStore;
+pub(crate) use log_store::open_database;
+pub(crate) use log_store::sync_database;
+pub(crate) use snapshot_files::SNAPSHOT_DIR_NAME;
+pub(crate) use state_machine::StateMachineStore;

@@ -1,0 +1,152 @@
+//! Shared helpers: a key-value test application and node start-up helpers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::Serialize;
+use swarm_raft::RaftConfig;
+use swarm_raft::RaftNode;
+use swarm_raft::RaftStatus;
+use swarm_raft::StateMachineApp;
+
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub const ADDR: &str = "127.0.0.1:4242";
+
+/// The state of [`KvApp`]; `commands` counts applied commands, so a command applied twice or
+/// lost shows up even when it would not change the map.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvState {
+    pub entries: BTreeMap<String, String>,
+    pub commands: u64,
+    pub last_index: u64,
+}
+
+/// A key-value application. Commands are text:
+/// `set KEY VALUE` answers the previous value (empty if none), `add KEY N` answers the new sum.
+#[derive(Debug, Default)]
+pub struct KvApp {
+    state: Mutex<KvState>,
+}
+
+impl KvApp {
+    pub fn state(&self) -> KvState {
+        self.state.lock().expect("lock").clone()
+    }
+}
+
+impl StateMachineApp for KvApp {
+    fn apply(&self, index: u64, command: &[u8]) -> Vec<u8> {
+        let mut state = self.state.lock().expect("lock");
+        assert!(
+            index >= state.last_index,
+            "index went backwards: {index} < {}",
+            state.last_index
+        );
+        state.last_index = index;
+        state.commands += 1;
+        let text = String::from_utf8_lossy(command).into_owned();
+        let parts: Vec<&str> = text.splitn(3, ' ').collect();
+        match parts.as_slice() {
+            ["set", key, value] => state
+                .entries
+                .insert((*key).to_owned(), (*value).to_owned())
+                .unwrap_or_default()
+                .into_bytes(),
+            ["add", key, amount] => {
+                let Ok(amount) = amount.parse::<i64>() else {
+                    return b"error: amount is not a number".to_vec();
+                };
+                let entry = state
+                    .entries
+                    .entry((*key).to_owned())
+                    .or_insert_with(|| "0".to_owned());
+                let sum = entry.parse::<i64>().unwrap_or(0) + amount;
+                *entry = sum.to_string();
+                entry.clone().into_bytes()
+            }
+            _ => format!("error: unknown command {text:?}").into_bytes(),
+        }
+    }
+
+    fn snapshot(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.state.lock().expect("lock")).expect("encode state")
+    }
+
+    fn restore(&self, snapshot: &[u8]) -> Result<(), String> {
+        let restored: KvState = serde_json::from_slice(snapshot).map_err(|e| e.to_string())?;
+        *self.state.lock().expect("lock") = restored;
+        Ok(())
+    }
+}
+
+/// A configuration with fast ticks for tests.
+pub fn test_config(dir: &Path) -> RaftConfig {
+    let mut config = RaftConfig::new(1, dir);
+    config.tick = Duration::from_millis(20);
+    config
+}
+
+/// Starts a node on `config` with a fresh application, bootstraps it and waits until it leads.
+pub async fn must_start_leader(config: RaftConfig) -> (RaftNode, Arc<KvApp>) {
+    let app = Arc::new(KvApp::default());
+    let node = RaftNode::start(config, app.clone())
+        .await
+        .expect("start raft node");
+    node.bootstrap_single(ADDR.to_owned())
+        .await
+        .expect("bootstrap");
+    node.wait_for_leader(TIMEOUT).await.expect("leader");
+    (node, app)
+}
+
+pub async fn must_propose(node: &RaftNode, command: &str) -> (u64, String) {
+    let (index, response) = node
+        .propose(command.as_bytes().to_vec())
+        .await
+        .expect("propose");
+    (index, String::from_utf8(response).expect("utf-8 response"))
+}
+
+/// Polls the node's status until `done` holds, failing after [`TIMEOUT`].
+pub async fn must_reach(
+    node: &RaftNode,
+    what: &str,
+    done: impl Fn(&RaftStatus) -> bool,
+) -> RaftStatus {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let status = node.metrics();
+        if done(&status) {
+            return status;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The snapshot files and leftover temporary files in a state directory.
+pub fn snapshot_files(state_dir: &Path) -> (Vec<String>, Vec<String>) {
+    let mut snapshots = Vec::new();
+    let mut temporaries = Vec::new();
+    for entry in std::fs::read_dir(state_dir.join("snapshots")).expect("list snapshots") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        if name.ends_with(".snap") {
+            snapshots.push(name);
+        } else if name.ends_with(".tmp") {
+            temporaries.push(name);
+        }
+    }
+    snapshots.sort();
+    (snapshots, temporaries)
+}

@@ -1,0 +1,7 @@
+//! Integration tests of swarm-raft: one test binary, one module per area.
+
+mod common;
+mod crash;
+mod propose;
+mod restart;
+mod snapshot;

@@ -1,0 +1,9 @@
+//! Integration tests of swarm-store through its public API: one binary, one module per area.
+
+mod indexes;
+mod rules;
+mod snapshot;
+mod support;
+mod tidy;
+mod watch;
+mod write_tx;

@@ -1,0 +1,251 @@
+//! The connection to the manager's control API over its unix socket, and typed calls that
+//! return `swarm_types` objects and classify failures as [`CliError`]s.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use swarm_proto::pb;
+use swarm_proto::pb::control_client::ControlClient;
+use swarm_types as t;
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::error::{CliError, deepest_cause, io_detail};
+
+/// A connected control API client.
+pub struct Manager {
+    client: ControlClient<Channel>,
+    socket: PathBuf,
+}
+
+/// The socket path from the flag, accepting a `unix://` prefix as in `swarmd --listen-control-api`.
+fn socket_path(socket: &Path) -> PathBuf {
+    let text = socket.to_string_lossy();
+    match text.strip_prefix("unix://") {
+        Some(rest) => PathBuf::from(rest),
+        None => socket.to_path_buf(),
+    }
+}
+
+impl Manager {
+    /// Connect to the control socket; each request then has `timeout` to complete.
+    pub async fn connect(socket: &Path, timeout: Duration) -> Result<Self, CliError> {
+        let path = socket_path(socket);
+        // Check first so the common mistake (no socket there) gets the OS's own words.
+        if let Err(e) = std::fs::metadata(&path) {
+            return Err(CliError::unreachable(socket, io_detail(&e)));
+        }
+        // The URI is a placeholder: the connector below always opens the unix socket.
+        let endpoint = Endpoint::from_static("http://localhost")
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        let connect_path = path.clone();
+        let connector = tower::service_fn(move |_: Uri| {
+            let path = connect_path.clone();
+            async move { UnixStream::connect(path).await.map(TokioIo::new) }
+        });
+        tracing::debug!(socket = %path.display(), "connecting to the control API");
+        let channel = endpoint
+            .connect_with_connector(connector)
+            .await
+            .map_err(|e| CliError::unreachable(socket, deepest_cause(&e)))?;
+        Ok(Manager {
+            client: ControlClient::new(channel),
+            socket: socket.to_path_buf(),
+        })
+    }
+
+    fn status(&self, status: tonic::Status) -> CliError {
+        tracing::debug!(code = ?status.code(), message = status.message(), "control API call failed");
+        CliError::from_status(&self.socket, &status)
+    }
+
+    pub async fn list_nodes(&mut self) -> Result<Vec<t::Node>, CliError> {
+        let response = self
+            .client
+            .list_nodes(pb::ListNodesRequest::default())
+            .await;
+        let nodes = response.map_err(|s| self.status(s))?.into_inner().nodes;
+        nodes
+            .into_iter()
+            .map(|n| convert("node", t::Node::try_from(n)))
+            .collect()
+    }
+
+    pub async fn update_node(
+        &mut self,
+        node: &t::Node,
+        spec: t::NodeSpec,
+    ) -> Result<t::Node, CliError> {
+        let request = pb::UpdateNodeRequest {
+            node_id: node.id.clone(),
+            node_version: node.meta.version,
+            spec: Some(spec.into()),
+        };
+        let response = self.client.update_node(request).await;
+        let node = response.map_err(|s| self.status(s))?.into_inner().node;
+        convert("node", t::Node::try_from(required("node", node)?))
+    }
+
+    pub async fn list_services(&mut self) -> Result<Vec<t::Service>, CliError> {
+        let response = self
+            .client
+            .list_services(pb::ListServicesRequest::default())
+            .await;
+        let services = response.map_err(|s| self.status(s))?.into_inner().services;
+        services
+            .into_iter()
+            .map(|s| convert("service", t::Service::try_from(s)))
+            .collect()
+    }
+
+    pub async fn create_service(&mut self, spec: t::ServiceSpec) -> Result<t::Service, CliError> {
+        let request = pb::CreateServiceRequest {
+            spec: Some(spec.into()),
+        };
+        let response = self.client.create_service(request).await;
+        let service = response.map_err(|s| self.status(s))?.into_inner().service;
+        convert(
+            "service",
+            t::Service::try_from(required("service", service)?),
+        )
+    }
+
+    /// Send `spec` as the new spec of `service`, with the version it was read at.
+    pub async fn update_service(
+        &mut self,
+        service: &t::Service,
+        spec: t::ServiceSpec,
+    ) -> Result<t::Service, CliError> {
+        let request = pb::UpdateServiceRequest {
+            service_id: service.id.clone(),
+            service_version: service.meta.version,
+            spec: Some(spec.into()),
+        };
+        let response = self.client.update_service(request).await;
+        let service = response.map_err(|s| self.status(s))?.into_inner().service;
+        convert(
+            "service",
+            t::Service::try_from(required("service", service)?),
+        )
+    }
+
+    pub async fn remove_service(&mut self, id: &str) -> Result<(), CliError> {
+        let request = pb::RemoveServiceRequest {
+            service_id: id.to_string(),
+        };
+        let response = self.client.remove_service(request).await;
+        response.map_err(|s| self.status(s))?;
+        Ok(())
+    }
+
+    /// Running and desired task counts, by service id.
+    pub async fn service_statuses(
+        &mut self,
+        ids: Vec<String>,
+    ) -> Result<Vec<ServiceStatus>, CliError> {
+        let request = pb::ListServiceStatusesRequest { service_ids: ids };
+        let response = self.client.list_service_statuses(request).await;
+        let statuses = response.map_err(|s| self.status(s))?.into_inner().statuses;
+        Ok(statuses
+            .into_iter()
+            .map(|s| ServiceStatus {
+                service_id: s.service_id,
+                desired: s.desired_tasks,
+                running: s.running_tasks,
+                pending: s.pending_tasks,
+            })
+            .collect())
+    }
+
+    pub async fn list_tasks(
+        &mut self,
+        filters: pb::list_tasks_request::Filters,
+    ) -> Result<Vec<t::Task>, CliError> {
+        let request = pb::ListTasksRequest {
+            filters: Some(filters),
+        };
+        let response = self.client.list_tasks(request).await;
+        let tasks = response.map_err(|s| self.status(s))?.into_inner().tasks;
+        tasks
+            .into_iter()
+            .map(|task| convert("task", t::Task::try_from(task)))
+            .collect()
+    }
+
+    pub async fn remove_task(&mut self, id: &str) -> Result<(), CliError> {
+        let request = pb::RemoveTaskRequest {
+            task_id: id.to_string(),
+        };
+        let response = self.client.remove_task(request).await;
+        response.map_err(|s| self.status(s))?;
+        Ok(())
+    }
+
+    /// The tail of a task's stdout and stderr (`tail_bytes` 0: the manager's default).
+    pub async fn task_logs(
+        &mut self,
+        id: &str,
+        tail_bytes: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>), CliError> {
+        let request = pb::GetTaskLogsRequest {
+            task_id: id.to_string(),
+            tail_bytes,
+        };
+        let response = self.client.get_task_logs(request).await;
+        let logs = response.map_err(|s| self.status(s))?.into_inner();
+        Ok((logs.stdout, logs.stderr))
+    }
+
+    pub async fn list_clusters(&mut self) -> Result<Vec<t::Cluster>, CliError> {
+        let response = self
+            .client
+            .list_clusters(pb::ListClustersRequest::default())
+            .await;
+        let clusters = response.map_err(|s| self.status(s))?.into_inner().clusters;
+        clusters
+            .into_iter()
+            .map(|c| convert("cluster", t::Cluster::try_from(c)))
+            .collect()
+    }
+
+    pub async fn update_cluster(
+        &mut self,
+        cluster: &t::Cluster,
+        spec: t::ClusterSpec,
+    ) -> Result<t::Cluster, CliError> {
+        let request = pb::UpdateClusterRequest {
+            cluster_id: cluster.id.clone(),
+            cluster_version: cluster.meta.version,
+            spec: Some(spec.into()),
+        };
+        let response = self.client.update_cluster(request).await;
+        let cluster = response.map_err(|s| self.status(s))?.into_inner().cluster;
+        convert(
+            "cluster",
+            t::Cluster::try_from(required("cluster", cluster)?),
+        )
+    }
+}
+
+/// Task counts of one service.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceStatus {
+    pub service_id: String,
+    pub desired: u64,
+    pub running: u64,
+    pub pending: u64,
+}
+
+fn required<T>(what: &str, value: Option<T>) -> Result<T, CliError> {
+    value.ok_or_else(|| CliError::System(format!("the manager's answer has no {what}")))
+}
+
+fn convert<T>(what: &str, result: Result<T, swarm_proto::ConversionError>) -> Result<T, CliError> {
+    result.map_err(|e| {
+        CliError::System(format!(
+            "the manager sent a {what} swarmctl cannot read: {e}"
+        ))
+    })
+}

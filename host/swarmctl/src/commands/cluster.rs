@@ -1,0 +1,90 @@
+//! `swarmctl cluster ...`: list, inspect and update the cluster's settings.
+
+use std::io::Write;
+
+use swarm_types as t;
+
+use super::Context;
+use crate::cli::ClusterCommand;
+use crate::render;
+use crate::resolve::resolve;
+
+pub async fn run(
+    context: &Context,
+    command: ClusterCommand,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut manager = context.connect().await?;
+    let mut clusters = manager.list_clusters().await?;
+    clusters
+        .sort_by(|a, b| (&a.spec.annotations.name, &a.id).cmp(&(&b.spec.annotations.name, &b.id)));
+    let now = t::Timestamp::now();
+    match command {
+        ClusterCommand::Ls => context.print_list(out, &clusters, |c| table(c, now))?,
+        ClusterCommand::Inspect { cluster } => {
+            let cluster = resolve("cluster", &cluster, &clusters, |_| false)?;
+            context.print_one(out, cluster, |c| fields(c, now))?;
+        }
+        ClusterCommand::Update {
+            cluster,
+            task_history_limit,
+            heartbeat_period,
+        } => {
+            let cluster = resolve("cluster", &cluster, &clusters, |_| false)?;
+            let mut spec = cluster.spec.clone();
+            if let Some(limit) = task_history_limit {
+                spec.orchestration.task_history_retention_limit = limit;
+            }
+            if let Some(period) = heartbeat_period {
+                spec.dispatcher.heartbeat_period = period;
+            }
+            let updated = manager.update_cluster(cluster, spec).await?;
+            writeln!(out, "{}", updated.id)?;
+        }
+    }
+    Ok(())
+}
+
+fn table(clusters: &[t::Cluster], now: t::Timestamp) -> String {
+    let rows = clusters
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.clone(),
+                c.spec.annotations.name.clone(),
+                render::ago(c.meta.created_at, now),
+            ]
+        })
+        .collect();
+    render::table(&["ID", "NAME", "CREATED"], rows)
+}
+
+fn fields(c: &t::Cluster, now: t::Timestamp) -> String {
+    let s = &c.spec;
+    render::fields(&[
+        ("ID", c.id.clone()),
+        ("Name", s.annotations.name.clone()),
+        ("Labels", render::labels(&s.annotations.labels)),
+        (
+            "Task history limit",
+            s.orchestration.task_history_retention_limit.to_string(),
+        ),
+        (
+            "Heartbeat period",
+            humantime::format_duration(s.dispatcher.heartbeat_period).to_string(),
+        ),
+        (
+            "Grace multiplier",
+            s.dispatcher.grace_multiplier.to_string(),
+        ),
+        ("Snapshot interval", s.raft.snapshot_interval.to_string()),
+        (
+            "Log entries kept",
+            s.raft.log_entries_for_slow_followers.to_string(),
+        ),
+        ("Heartbeat tick", s.raft.heartbeat_tick.to_string()),
+        ("Election tick", s.raft.election_tick.to_string()),
+        ("Created", render::time(c.meta.created_at, now)),
+        ("Updated", render::time(c.meta.updated_at, now)),
+    ])
+}

@@ -1,0 +1,88 @@
+//! The cluster object: cluster-wide settings an operator can change.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::meta::{Annotations, Meta};
+use crate::validate::ValidationError;
+
+/// Name of the one cluster object.
+pub const DEFAULT_CLUSTER_NAME: &str = "default";
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrchestrationConfig {
+    /// Old (terminated) tasks kept per slot; older ones are deleted by the task reaper.
+    pub task_history_retention_limit: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DispatcherConfig {
+    /// How often agents heartbeat.
+    #[serde(with = "crate::meta::duration_text")]
+    pub heartbeat_period: Duration,
+    /// A node is down after missing heartbeats for `heartbeat_period * grace_multiplier`.
+    pub grace_multiplier: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftConfigSpec {
+    pub snapshot_interval: u64,
+    pub log_entries_for_slow_followers: u64,
+    pub heartbeat_tick: u64,
+    pub election_tick: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    pub annotations: Annotations,
+    pub orchestration: OrchestrationConfig,
+    pub dispatcher: DispatcherConfig,
+    pub raft: RaftConfigSpec,
+}
+
+impl ClusterSpec {
+    /// SwarmKit's defaults: 5 old tasks per slot, 5 s heartbeats, grace multiplier 3.
+    pub fn with_defaults() -> Self {
+        Self {
+            annotations: Annotations { name: DEFAULT_CLUSTER_NAME.to_string(), labels: Default::default() },
+            orchestration: OrchestrationConfig { task_history_retention_limit: 5 },
+            dispatcher: DispatcherConfig { heartbeat_period: Duration::from_secs(5), grace_multiplier: 3 },
+            raft: RaftConfigSpec {
+                snapshot_interval: 10_000,
+                log_entries_for_slow_followers: 500,
+                heartbeat_tick: 1,
+                election_tick: 10,
+            },
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        if self.dispatcher.heartbeat_period < Duration::from_millis(100) {
+            return Err(ValidationError::new("spec.dispatcher.heartbeat_period", "must be at least 100ms"));
+        }
+        if self.dispatcher.heartbeat_period > Duration::from_secs(3600) {
+            return Err(ValidationError::new("spec.dispatcher.heartbeat_period", "must be at most 1h"));
+        }
+        if self.dispatcher.grace_multiplier == 0 {
+            return Err(ValidationError::new("spec.dispatcher.grace_multiplier", "must be >= 1"));
+        }
+        if self.orchestration.task_history_retention_limit > 1000 {
+            return Err(ValidationError::new(
+                "spec.orchestration.task_history_retention_limit",
+                "must be <= 1000",
+            ));
+        }
+        if self.raft.election_tick <= self.raft.heartbeat_tick {
+            return Err(ValidationError::new("spec.raft.election_tick", "must be greater than heartbeat_tick"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub meta: Meta,
+    pub spec: ClusterSpec,
+}

@@ -1,0 +1,34 @@
+//! Domain objects of the cluster (nodes, services, tasks, the cluster object), their specs,
+//! validation and the task state machine.
+//!
+//! *Architecture invariant*: this crate is pure. It does no IO and no async, and it depends on no
+//! other crate of the workspace; every other crate speaks in these types.
+//!
+//! *API boundary*: these types derive serde for durable storage (raft log entries and snapshots)
+//! and for `--format json` output. The gRPC wire format lives in `swarm-proto`.
+
+mod cluster;
+mod constraint;
+mod id;
+mod meta;
+mod node;
+mod resources;
+mod service;
+mod task;
+mod validate;
+
+pub use cluster::{DEFAULT_CLUSTER_NAME, Cluster, ClusterSpec, DispatcherConfig, OrchestrationConfig, RaftConfigSpec};
+pub use constraint::{Constraint, ConstraintOp, node_satisfies};
+pub use id::{new_id, ID_LEN};
+pub use meta::{Annotations, Meta, Timestamp};
+pub use node::{
+    Availability, EngineDescription, ManagerStatus, Membership, Node, NodeDescription, NodeRole,
+    NodeSpec, NodeState, NodeStatus, Platform, Reachability,
+};
+pub use resources::{ResourceRequirements, Resources};
+pub use service::{
+    Placement, ProcessSpec, RestartCondition, RestartPolicy, Runtime, Service, ServiceMode,
+    ServiceSpec, TaskSpec, WasiSpec, MAX_REPLICAS, parse_labels,
+};
+pub use task::{ExitInfo, Task, TaskState, TaskStatus};
+pub use validate::ValidationError;
