@@ -59,7 +59,10 @@ fn validate_addr(addr: &str) -> Result<(), AgentError> {
         ));
     };
     if host.is_empty() {
-        return Err(invalid("manager_addr", format!("{addr:?}: the host is empty")));
+        return Err(invalid(
+            "manager_addr",
+            format!("{addr:?}: the host is empty"),
+        ));
     }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(invalid(
@@ -153,10 +156,7 @@ mod tests {
         ];
         for (config, field) in cases {
             let message = must_fail(config);
-            assert!(
-                message.contains(field),
-                "{message:?} should name {field}"
-            );
+            assert!(message.contains(field), "{message:?} should name {field}");
         }
     }
 }

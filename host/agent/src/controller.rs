@@ -363,13 +363,25 @@ mod tests {
     fn exit_statuses_name_the_code_or_signal() {
         let ok = exit_status(&exit(0, None, ""));
         assert_eq!(ok.state, TaskState::Complete);
-        assert_eq!(ok.exit, Some(ExitInfo { code: 0, signal: None }));
+        assert_eq!(
+            ok.exit,
+            Some(ExitInfo {
+                code: 0,
+                signal: None
+            })
+        );
         assert!(ok.err.is_empty());
 
         let code = exit_status(&exit(3, None, ""));
         assert_eq!(code.state, TaskState::Failed);
         assert_eq!(code.err, "task exited with code 3");
-        assert_eq!(code.exit, Some(ExitInfo { code: 3, signal: None }));
+        assert_eq!(
+            code.exit,
+            Some(ExitInfo {
+                code: 3,
+                signal: None
+            })
+        );
 
         let signal = exit_status(&exit(-1, Some(9), ""));
         assert_eq!(signal.state, TaskState::Failed);

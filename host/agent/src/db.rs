@@ -127,7 +127,11 @@ impl TaskDb {
 
     /// Records a newer status of a stored task. Returns `false` (and changes nothing) when the
     /// task is not stored or the status would not move its state forward.
-    pub(crate) fn update_status(&self, task_id: &str, status: &TaskStatus) -> Result<bool, DbError> {
+    pub(crate) fn update_status(
+        &self,
+        task_id: &str,
+        status: &TaskStatus,
+    ) -> Result<bool, DbError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let updated = {
@@ -226,11 +230,23 @@ pub(crate) mod tests {
         let path = dir.path().join("worker.redb");
         {
             let db = TaskDb::open(&path).expect("open");
-            db.put_assignments(vec![task("a", TaskState::Assigned), task("b", TaskState::Assigned)])
-                .expect("put");
-            assert!(db.update_status("a", &status(TaskState::Running)).expect("update"));
-            assert!(!db.update_status("a", &status(TaskState::Preparing)).expect("older"));
-            assert!(!db.update_status("zzz", &status(TaskState::Running)).expect("unknown"));
+            db.put_assignments(vec![
+                task("a", TaskState::Assigned),
+                task("b", TaskState::Assigned),
+            ])
+            .expect("put");
+            assert!(
+                db.update_status("a", &status(TaskState::Running))
+                    .expect("update")
+            );
+            assert!(
+                !db.update_status("a", &status(TaskState::Preparing))
+                    .expect("older")
+            );
+            assert!(
+                !db.update_status("zzz", &status(TaskState::Running))
+                    .expect("unknown")
+            );
             // The manager's copy still says ASSIGNED: the agent's newer status wins.
             let stored = db
                 .put_assignments(vec![task("a", TaskState::Assigned)])

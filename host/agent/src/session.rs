@@ -97,11 +97,7 @@ pub(crate) struct Shared {
 }
 
 /// Runs one session to its end.
-pub(crate) async fn run(
-    shared: &Shared,
-    addr: &str,
-    cancel: &CancellationToken,
-) -> SessionEnd {
+pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken) -> SessionEnd {
     let registered = tokio::select! {
         registered = register(shared, addr) => registered,
         () = cancel.cancelled() => return SessionEnd::Cancelled,
@@ -470,7 +466,9 @@ async fn answer_logs(
         error,
     };
     match timeout(RPC_TIMEOUT, client.publish_logs(publish)).await {
-        Ok(Ok(_)) => debug!(request_id = %request.request_id, task_id = %request.task_id, "logs published"),
+        Ok(Ok(_)) => {
+            debug!(request_id = %request.request_id, task_id = %request.task_id, "logs published")
+        }
         Ok(Err(status)) => warn!(request_id = %request.request_id, %status, "publishing logs"),
         Err(_) => warn!(request_id = %request.request_id, "publishing logs timed out"),
     }

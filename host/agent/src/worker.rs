@@ -165,7 +165,8 @@ impl Worker {
 
     /// Forgets controllers that have finished.
     fn reap(&mut self) {
-        self.controllers.retain(|_, controller| !controller.is_closed());
+        self.controllers
+            .retain(|_, controller| !controller.is_closed());
         while let Some(result) = self.tasks.try_join_next() {
             if let Err(error) = result {
                 warn!(%error, "a task controller failed");

@@ -1,2 +1,97 @@
-//! swarm-bench: benchmark workloads (placeholder).
-fn main() {}
+//! swarm-bench: benchmark workloads for the orchestrator, one subcommand each, printing a table
+//! or one JSON object per row.
+//!
+//! Workloads: `scheduler` (SwarmKit's scheduler benchmark through the manager's scheduler
+//! driver, wasm plugin or native placement code, one child process per row for its peak memory),
+//! `raft-writes` (store batches through one raft node), `startup` (`swarmd` until its node is
+//! READY) and `replicas` (`swarmd` until a service's replicas run, then their removal).
+//!
+//! Every child process (row processes, `swarmd`, the tasks `swarmd` starts) is killed on every
+//! exit path, including an interrupt.
+
+mod native;
+mod raft_writes;
+mod replicas;
+mod report;
+mod scheduler;
+mod startup;
+mod swarmd;
+mod sys;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::report::{Format, Output};
+
+/// Benchmarks of the orchestrator: scheduler, raft writes, swarmd startup, replica start-up.
+#[derive(Debug, Parser)]
+#[command(name = "swarm-bench", version, about, long_about = None)]
+struct Cli {
+    /// How results are printed.
+    #[arg(long, value_enum, default_value_t = Format::Table, global = true)]
+    format: Format,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// SwarmKit's scheduler benchmark: N pending tasks on ready nodes, time until all are assigned.
+    Scheduler(scheduler::SchedulerArgs),
+    /// Write throughput and latency of service creates through one raft node.
+    RaftWrites(raft_writes::RaftWritesArgs),
+    /// Time from spawning swarmd until the control API lists its node READY.
+    Startup(startup::StartupArgs),
+    /// Time until a service's replicas run on one swarmd, then their removal.
+    Replicas(replicas::ReplicasArgs),
+    /// One scheduler row, measured in this process (used by `scheduler`).
+    #[command(hide = true)]
+    SchedulerRow(scheduler::RowArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWARM_BENCH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,openraft=error"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarm-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::SchedulerRow(args) = cli.command {
+        // A child process: it builds its own runtime so that nothing else runs in it.
+        return scheduler::run_row(args);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let mut output = Output::new(cli.format);
+    runtime.block_on(async {
+        let workload = async {
+            match cli.command {
+                Command::Scheduler(args) => scheduler::run(args, &mut output).await,
+                Command::RaftWrites(args) => raft_writes::run(args, &mut output).await,
+                Command::Startup(args) => startup::run(args, &mut output).await,
+                Command::Replicas(args) => replicas::run(args, &mut output).await,
+                Command::SchedulerRow(_) => Ok(()),
+            }
+        };
+        // On an interrupt the workload is dropped, and with it every child process it owns.
+        tokio::select! {
+            result = workload => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    })?;
+    output.finish();
+    Ok(())
+}

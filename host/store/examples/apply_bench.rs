@@ -6,13 +6,17 @@ use std::time::{Duration, Instant};
 
 use swarm_store::{Action, Batch, MemoryStore, StoreError, StoreRead, WatchItem};
 use swarm_types::{
-    Annotations, Meta, Node, ProcessSpec, Runtime, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState,
-    TaskStatus, new_id,
+    Annotations, Meta, Node, ProcessSpec, Runtime, Service, ServiceMode, ServiceSpec, Task,
+    TaskSpec, TaskState, TaskStatus, new_id,
 };
 
 fn task_spec() -> TaskSpec {
     TaskSpec {
-        runtime: Runtime::Process(ProcessSpec { command: "sleep".into(), args: vec!["1000".into()], ..Default::default() }),
+        runtime: Runtime::Process(ProcessSpec {
+            command: "sleep".into(),
+            args: vec!["1000".into()],
+            ..Default::default()
+        }),
         resources: Default::default(),
         restart: Default::default(),
         placement: Default::default(),
@@ -22,7 +26,10 @@ fn task_spec() -> TaskSpec {
 
 fn row(what: &str, count: usize, took: Duration) {
     let per = took.as_nanos() as f64 / count.max(1) as f64;
-    println!("{what:<52} {count:>8} {:>10.1} ms {per:>9.0} ns/op", took.as_secs_f64() * 1e3);
+    println!(
+        "{what:<52} {count:>8} {:>10.1} ms {per:>9.0} ns/op",
+        took.as_secs_f64() * 1e3
+    );
 }
 
 fn main() -> Result<(), StoreError> {
@@ -36,32 +43,51 @@ fn main() -> Result<(), StoreError> {
         id: new_id(),
         meta: Meta::default(),
         spec: ServiceSpec {
-            annotations: Annotations { name: "bench".into(), labels: Default::default() },
+            annotations: Annotations {
+                name: "bench".into(),
+                labels: Default::default(),
+            },
             task: task_spec(),
-            mode: ServiceMode::Replicated { replicas: tasks as u64 },
+            mode: ServiceMode::Replicated {
+                replicas: tasks as u64,
+            },
         },
         spec_version: 1,
     };
-    let nodes: Vec<Node> = (0..1000).map(|_| Node { id: new_id(), ..Default::default() }).collect();
+    let nodes: Vec<Node> = (0..1000)
+        .map(|_| Node {
+            id: new_id(),
+            ..Default::default()
+        })
+        .collect();
     let mut setup = vec![Action::Create(service.clone().into())];
     setup.extend(nodes.iter().map(|n| Action::Create(n.clone().into())));
     store.apply(1, Batch::new(setup))?;
 
-    println!("{:<52} {:>8} {:>13} {:>15}", "operation", "count", "total", "per object");
+    println!(
+        "{:<52} {:>8} {:>13} {:>15}",
+        "operation", "count", "total", "per object"
+    );
     let new_tasks: Vec<Action> = (1..=tasks as u64)
         .map(|slot| {
             Action::Create(
                 Task {
                     id: new_id(),
                     meta: Meta::default(),
-                    annotations: Annotations { name: format!("bench.{slot}"), labels: Default::default() },
+                    annotations: Annotations {
+                        name: format!("bench.{slot}"),
+                        labels: Default::default(),
+                    },
                     service_id: service.id.clone(),
                     slot,
                     node_id: String::new(),
                     spec: task_spec(),
                     spec_version: 1,
                     desired_state: TaskState::Running,
-                    status: TaskStatus { state: TaskState::Pending, ..Default::default() },
+                    status: TaskStatus {
+                        state: TaskState::Pending,
+                        ..Default::default()
+                    },
                 }
                 .into(),
             )
@@ -91,20 +117,45 @@ fn main() -> Result<(), StoreError> {
         store.apply(store.last_index() + 1, batch)?;
         applying += start.elapsed();
     }
-    row(&format!("build: assign tasks, batches of {batch_size}"), tasks, building);
-    row(&format!("apply: assign tasks, batches of {batch_size}"), tasks, applying);
+    row(
+        &format!("build: assign tasks, batches of {batch_size}"),
+        tasks,
+        building,
+    );
+    row(
+        &format!("apply: assign tasks, batches of {batch_size}"),
+        tasks,
+        applying,
+    );
 
     let start = Instant::now();
-    let per_node = store.view(|tx| nodes.iter().map(|n| tx.tasks_by_node(&n.id).count()).sum::<usize>());
-    row("read: tasks_by_node over all nodes", per_node, start.elapsed());
+    let per_node = store.view(|tx| {
+        nodes
+            .iter()
+            .map(|n| tx.tasks_by_node(&n.id).count())
+            .sum::<usize>()
+    });
+    row(
+        "read: tasks_by_node over all nodes",
+        per_node,
+        start.elapsed(),
+    );
 
     let start = Instant::now();
     let snapshot = store.snapshot();
-    row("snapshot (Arc copies)", snapshot.tasks.len(), start.elapsed());
+    row(
+        "snapshot (Arc copies)",
+        snapshot.tasks.len(),
+        start.elapsed(),
+    );
     let start = Instant::now();
     let other = MemoryStore::new();
     other.restore(snapshot);
-    row("restore (rebuild tables and indexes)", tasks, start.elapsed());
+    row(
+        "restore (rebuild tables and indexes)",
+        tasks,
+        start.elapsed(),
+    );
 
     let mut events = 0;
     while let Ok(Some(item)) = watcher.try_recv() {
@@ -112,6 +163,9 @@ fn main() -> Result<(), StoreError> {
             events += set.events.len();
         }
     }
-    println!("watcher received {events} events; store at index {}", store.last_index());
+    println!(
+        "watcher received {events} events; store at index {}",
+        store.last_index()
+    );
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use swarm_types::{Cluster, DEFAULT_CLUSTER_NAME, Node, Service, Task, TaskState};
 
-use crate::table::{Id, Stored, Table, Tables};
+use crate::table::{SortedId, Stored, Table, Tables};
 
 mod sealed {
     pub trait Sealed {}
@@ -63,8 +63,11 @@ impl sealed::Sealed for ReadTx<'_> {}
 impl sealed::Sealed for crate::write::WriteTx<'_> {}
 
 /// The `(slot, id)` entries of one slot in a per-service task set.
-pub(crate) fn slot_range(set: &BTreeSet<(u64, Id)>, slot: u64) -> impl Iterator<Item = &(u64, Id)> {
-    set.range((slot, Id::from(""))..)
+pub(crate) fn slot_range(
+    set: &BTreeSet<(u64, SortedId)>,
+    slot: u64,
+) -> impl Iterator<Item = &(u64, SortedId)> {
+    set.range((slot, SortedId::min())..)
         .take_while(move |(s, _)| *s == slot)
 }
 
@@ -134,28 +137,28 @@ impl StoreRead for ReadTx<'_> {
         let set = tasks.indexes.by_service.get(service_id);
         set.into_iter()
             .flatten()
-            .filter_map(resolve(tasks, |(_, id): &(u64, Id)| id))
+            .filter_map(resolve(tasks, |(_, id): &(u64, SortedId)| id.as_str()))
     }
     fn tasks_by_node(&self, node_id: &str) -> impl Iterator<Item = &Arc<Task>> {
         let tasks = &self.tables.tasks;
         let set = tasks.indexes.by_node.get(node_id);
         set.into_iter()
             .flatten()
-            .filter_map(resolve(tasks, |id: &Id| id))
+            .filter_map(resolve(tasks, |id: &SortedId| id.as_str()))
     }
     fn tasks_by_slot(&self, service_id: &str, slot: u64) -> impl Iterator<Item = &Arc<Task>> {
         let tasks = &self.tables.tasks;
         let set = tasks.indexes.by_service.get(service_id);
         set.into_iter()
             .flat_map(move |set| slot_range(set, slot))
-            .filter_map(resolve(tasks, |(_, id): &(u64, Id)| id))
+            .filter_map(resolve(tasks, |(_, id): &(u64, SortedId)| id.as_str()))
     }
     fn tasks_by_desired_state(&self, state: TaskState) -> impl Iterator<Item = &Arc<Task>> {
         let tasks = &self.tables.tasks;
         let set = tasks.indexes.by_desired_state.get(&state);
         set.into_iter()
             .flatten()
-            .filter_map(resolve(tasks, |id: &Id| id))
+            .filter_map(resolve(tasks, |id: &SortedId| id.as_str()))
     }
 
     fn cluster_by_name(&self, name: &str) -> Option<&Arc<Cluster>> {

@@ -17,6 +17,62 @@ use crate::object::ObjectKind;
 /// An object id as stored: shared between the table and its indexes.
 pub(crate) type Id = Arc<str>;
 
+/// An id as kept in ordered sets: its first 16 bytes inline (big-endian, zero-padded) so that
+/// most comparisons settle without following the pointer. Orders exactly as the id string.
+#[derive(Clone, Debug)]
+pub(crate) struct SortedId {
+    prefix: u128,
+    id: Id,
+}
+
+impl SortedId {
+    pub(crate) fn new(id: Id) -> Self {
+        let mut head = [0u8; 16];
+        let n = id.len().min(16);
+        head[..n].copy_from_slice(&id.as_bytes()[..n]);
+        Self {
+            prefix: u128::from_be_bytes(head),
+            id,
+        }
+    }
+
+    /// The smallest possible key, to start a range.
+    pub(crate) fn min() -> Self {
+        Self {
+            prefix: 0,
+            id: Id::from(""),
+        }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.id
+    }
+}
+
+impl PartialEq for SortedId {
+    fn eq(&self, other: &Self) -> bool {
+        self.prefix == other.prefix && self.id == other.id
+    }
+}
+
+impl Eq for SortedId {}
+
+impl PartialOrd for SortedId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SortedId {
+    /// Zero-padding keeps prefix order consistent with string order: when two prefixes differ,
+    /// the first difference is a byte both ids have, or one id ends there (and is the smaller).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
 /// What the store needs to know about each kind of object.
 pub(crate) trait Stored: Clone + fmt::Debug + Send + Sync + 'static {
     const KIND: ObjectKind;
@@ -48,7 +104,7 @@ pub(crate) trait Stored: Clone + fmt::Debug + Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct Table<T: Stored> {
     rows: HashMap<Id, Arc<T>>,
-    order: BTreeSet<Id>,
+    order: BTreeSet<SortedId>,
     pub(crate) indexes: T::Indexes,
 }
 
@@ -75,7 +131,7 @@ impl<T: Stored> Table<T> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Id, &Arc<T>)> {
         self.order
             .iter()
-            .filter_map(|id| self.rows.get_key_value(&**id))
+            .filter_map(|k| self.rows.get_key_value(k.as_str()))
     }
 
     /// The stored id equal to `id`, to share it instead of allocating a new one.
@@ -97,7 +153,7 @@ impl<T: Stored> Table<T> {
         };
         let old = self.rows.insert(id.clone(), object.clone());
         if old.is_none() {
-            self.order.insert(id.clone());
+            self.order.insert(SortedId::new(id.clone()));
         }
         T::reindex(&mut self.indexes, &id, old.as_deref(), Some(&object));
         (id, old)
@@ -106,7 +162,7 @@ impl<T: Stored> Table<T> {
     /// Remove by id, keeping the indexes in step. Returns the removed object.
     pub(crate) fn remove(&mut self, id: &str) -> Option<Arc<T>> {
         let (id, old) = self.rows.remove_entry(id)?;
-        self.order.remove(&id);
+        self.order.remove(&SortedId::new(id.clone()));
         T::reindex(&mut self.indexes, &id, Some(&old), None);
         Some(old)
     }
@@ -157,9 +213,9 @@ impl NameIndex {
 #[derive(Debug, Default)]
 pub(crate) struct TaskIndexes {
     /// Service id to `(slot, task id)`, so one service's tasks come out slot by slot.
-    pub(crate) by_service: HashMap<Id, BTreeSet<(u64, Id)>>,
-    pub(crate) by_node: HashMap<Id, BTreeSet<Id>>,
-    pub(crate) by_desired_state: BTreeMap<TaskState, BTreeSet<Id>>,
+    pub(crate) by_service: HashMap<Id, BTreeSet<(u64, SortedId)>>,
+    pub(crate) by_node: HashMap<Id, BTreeSet<SortedId>>,
+    pub(crate) by_desired_state: BTreeMap<TaskState, BTreeSet<SortedId>>,
 }
 
 fn set_insert<K: Ord>(map: &mut HashMap<Id, BTreeSet<K>>, key: &str, value: K) {
@@ -197,16 +253,17 @@ impl Stored for Task {
     }
 
     fn reindex(ix: &mut TaskIndexes, id: &Id, old: Option<&Task>, new: Option<&Task>) {
+        let key = SortedId::new(id.clone());
         fn slot_of(t: &Task) -> (&str, u64) {
             (&t.service_id, t.slot)
         }
         let (old_slot, new_slot) = (old.map(slot_of), new.map(slot_of));
         if old_slot != new_slot {
             if let Some((service, slot)) = old_slot {
-                set_remove(&mut ix.by_service, service, &(slot, id.clone()));
+                set_remove(&mut ix.by_service, service, &(slot, key.clone()));
             }
             if let Some((service, slot)) = new_slot {
-                set_insert(&mut ix.by_service, service, (slot, id.clone()));
+                set_insert(&mut ix.by_service, service, (slot, key.clone()));
             }
         }
 
@@ -216,10 +273,10 @@ impl Stored for Task {
         let (old_node, new_node) = (old.and_then(node_of), new.and_then(node_of));
         if old_node != new_node {
             if let Some(node) = old_node {
-                set_remove(&mut ix.by_node, node, id);
+                set_remove(&mut ix.by_node, node, &key);
             }
             if let Some(node) = new_node {
-                set_insert(&mut ix.by_node, node, id.clone());
+                set_insert(&mut ix.by_node, node, key.clone());
             }
         }
 
@@ -229,13 +286,10 @@ impl Stored for Task {
             if let Some(state) = old_desired
                 && let Some(set) = ix.by_desired_state.get_mut(&state)
             {
-                set.remove(id);
+                set.remove(&key);
             }
             if let Some(state) = new_desired {
-                ix.by_desired_state
-                    .entry(state)
-                    .or_default()
-                    .insert(id.clone());
+                ix.by_desired_state.entry(state).or_default().insert(key);
             }
         }
     }
@@ -353,6 +407,34 @@ impl Stored for Node {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sorted_ids_order_exactly_as_strings() {
+        let ids = [
+            "",
+            "\0",
+            "a",
+            "a\0",
+            "a\0b",
+            "ab",
+            "b",
+            "0123456789abcdef",
+            "0123456789abcdef0",
+            "0123456789abcdef\0",
+            "0123456789abcdeg",
+            "zzzzzzzzzzzzzzzzzzzzzzzzz",
+            "3k2",
+            "3k20000000000000000000000",
+        ];
+        for a in ids {
+            for b in ids {
+                let (x, y) = (SortedId::new(Id::from(a)), SortedId::new(Id::from(b)));
+                assert_eq!(x.cmp(&y), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(x == y, a == b, "{a:?} vs {b:?}");
+            }
+        }
+        assert!(SortedId::min() <= SortedId::new(Id::from("")));
+    }
 
     #[test]
     fn names_compare_ignoring_ascii_case_and_only_the_owner_frees_one() {

@@ -15,7 +15,7 @@ use crate::check::{CheckView, Existing, check_create, check_delete, check_update
 use crate::error::StoreError;
 use crate::object::{Action, Batch, Object, ObjectKind};
 use crate::read::{StoreRead, slot_range};
-use crate::table::{Id, Stored, Tables};
+use crate::table::{Id, SortedId, Stored, Tables};
 
 /// A write transaction, alive inside [`MemoryStore::build`](crate::MemoryStore::build).
 ///
@@ -336,12 +336,12 @@ impl CheckView for WriteTx<'_> {
     }
 }
 
-fn slot_id(key: &(u64, Id)) -> &str {
-    &key.1
+fn slot_id(key: &(u64, SortedId)) -> &str {
+    key.1.as_str()
 }
 
-fn plain_id(key: &Id) -> &str {
-    key
+fn plain_id(key: &SortedId) -> &str {
+    key.as_str()
 }
 
 impl StoreRead for WriteTx<'_> {

@@ -63,12 +63,12 @@ impl CliError {
                 "the manager at {} is unavailable: {message}. Retry when the cluster has a leader.",
                 socket.display()
             )),
-            Code::DeadlineExceeded => CliError::System(format!(
+            // swarmctl cancels nothing itself: a cancelled call is its --timeout expiring.
+            Code::DeadlineExceeded | Code::Cancelled => CliError::System(format!(
                 "the manager at {} did not answer in time ({message}). Check that the cluster has a \
                  leader, or allow more time with --timeout.",
                 socket.display()
             )),
-            Code::Cancelled => CliError::System(format!("the request was cancelled: {message}")),
             Code::Unimplemented => CliError::System(format!(
                 "the manager does not support this request ({message}); is it older than swarmctl?"
             )),

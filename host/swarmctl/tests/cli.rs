@@ -125,7 +125,7 @@ fn api_spec() -> t::ServiceSpec {
     }
 }
 
-#[allow(
+#[expect(
     clippy::too_many_arguments,
     reason = "a table of canned tasks reads best flat"
 )]
@@ -185,6 +185,8 @@ struct State {
     log_requests: Vec<pb::GetTaskLogsRequest>,
     /// When set, every call fails with this status.
     fail_with: Option<(tonic::Code, String)>,
+    /// When set, `ListServices` never answers.
+    hang: bool,
 }
 
 fn canned() -> State {
@@ -474,6 +476,10 @@ impl Control for Fake {
         &self,
         _: Request<pb::ListServicesRequest>,
     ) -> Result<Response<pb::ListServicesResponse>, Status> {
+        let hang = self.lock()?.hang;
+        if hang {
+            std::future::pending::<()>().await;
+        }
         let state = self.lock()?;
         Ok(Response::new(pb::ListServicesResponse {
             services: state.services.iter().cloned().map(Into::into).collect(),
@@ -1304,6 +1310,16 @@ async fn an_unavailable_manager_exits_2() {
         (run.code, run.stderr.as_str()),
         (1, "Error: node is not a manager\n")
     );
+}
+
+#[tokio::test]
+async fn a_manager_that_does_not_answer_exits_2_after_the_timeout() {
+    let manager = TestManager::start();
+    manager.state().hang = true;
+    let run = manager.run(&["--timeout", "200ms", "service", "ls"]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("did not answer in time"), "{run:?}");
+    assert!(run.stderr.contains("--timeout"), "{run:?}");
 }
 
 #[tokio::test]

@@ -51,7 +51,13 @@ struct Args {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+    // A bare level keeps openraft's chatty per-election logs at warn; a full filter is taken as is.
+    let directives = if args.log_level.contains(['=', ',']) {
+        args.log_level.clone()
+    } else {
+        format!("{},openraft=warn", args.log_level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match run(args) {

@@ -248,7 +248,8 @@ impl Dispatcher for TestDispatcher {
             return Err(Status::unavailable("status updates are failing (test)"));
         }
         for update in request.into_inner().updates {
-            let status = TaskStatus::try_from(update.status.expect("status")).expect("valid status");
+            let status =
+                TaskStatus::try_from(update.status.expect("status")).expect("valid status");
             inner.statuses.push((update.task_id, status));
         }
         Ok(Response::new(pb::UpdateTaskStatusResponse {}))
@@ -300,7 +301,9 @@ pub struct TestServer {
 impl TestServer {
     /// Serves on `addr` (`127.0.0.1:0` for a fresh port).
     pub async fn start(dispatcher: &TestDispatcher, addr: SocketAddr) -> TestServer {
-        let listener = TcpListener::bind(addr).await.expect("bind the test dispatcher");
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the test dispatcher");
         let addr = listener.local_addr().expect("local addr");
         let cancel = CancellationToken::new();
         let shutdown = cancel.clone().cancelled_owned();

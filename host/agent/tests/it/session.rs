@@ -38,7 +38,10 @@ async fn registers_and_heartbeats_at_the_returned_period() {
         }]
     );
 
-    must_eventually("five heartbeats", LIMIT, || dispatcher.heartbeats().len() >= 5).await;
+    must_eventually("five heartbeats", LIMIT, || {
+        dispatcher.heartbeats().len() >= 5
+    })
+    .await;
     let heartbeats = dispatcher.heartbeats();
     for pair in heartbeats.windows(2) {
         let gap = pair[1] - pair[0];
@@ -48,7 +51,11 @@ async fn registers_and_heartbeats_at_the_returned_period() {
             "heartbeats {gap:?} apart with a period of {period:?}"
         );
     }
-    assert_eq!(dispatcher.registrations().len(), 1, "one session throughout");
+    assert_eq!(
+        dispatcher.registrations().len(),
+        1,
+        "one session throughout"
+    );
 
     agent.stop().await;
     server.stop(&dispatcher).await;
@@ -83,7 +90,10 @@ async fn the_session_comes_back_after_dropped_streams_gaps_and_a_server_restart(
 
     // The manager restarts on the same port.
     server.stop(&dispatcher).await;
-    must_eventually("the agent noticing", LIMIT, || !agent.status.borrow().registered).await;
+    must_eventually("the agent noticing", LIMIT, || {
+        !agent.status.borrow().registered
+    })
+    .await;
     let server = TestServer::start(&dispatcher, addr).await;
     agent.must_register(4).await;
 

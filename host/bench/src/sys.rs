@@ -1,0 +1,88 @@
+//! Process plumbing: signals, liveness checks that survive pid reuse, and memory figures from
+//! `/proc`.
+
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+
+/// Sends `signal` to `pid`, or to the process group `pid` leads when `group` is set. A process
+/// that is already gone is not an error.
+#[expect(unsafe_code, reason = "kill(2) through libc; std can only SIGKILL its own children")]
+pub fn signal(pid: u32, signal: i32, group: bool) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .ok()
+        .filter(|&pid| pid > 1)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid pid"))?;
+    let target = if group { -pid } else { pid };
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours. `pid > 1` keeps the
+    // target a single process or group, never "every process" (-1) or our own group (0).
+    let result = unsafe { libc::kill(target, signal) };
+    if result == 0 {
+        return Ok(());
+    }
+    let error = std::io::Error::last_os_error();
+    if error.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(());
+    }
+    Err(error)
+}
+
+/// State letter and start time (clock ticks since boot) from `/proc/<pid>/stat`.
+fn stat(pid: u32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is the first after the name; field 22 (starttime) the 20th.
+    let state = fields.first()?.chars().next()?;
+    let start_time = fields.get(19)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+/// Whether the process `pid` that started at `start_time` still runs (a zombie has ended).
+pub fn is_alive(pid: u32, start_time: u64) -> bool {
+    match stat(pid) {
+        Some((state, started)) => started == start_time && !matches!(state, 'Z' | 'X' | 'x'),
+        None => false,
+    }
+}
+
+/// A task's `pid` file as the plugin host writes it: `<pid> <start time>`.
+pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let (pid, start) = text.trim().split_once(' ')?;
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// A field of `/proc/self/status` in bytes (`VmHWM`: peak resident set; `VmRSS`: current).
+pub fn self_status_bytes(field: &str) -> anyhow::Result<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')) {
+            let kib: u64 = rest
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {field} in /proc/self/status: {rest:?}"))?;
+            return Ok(kib * 1024);
+        }
+    }
+    bail!("no {field} in /proc/self/status")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_has_memory_figures() {
+        let pid = std::process::id();
+        let (_, start) = stat(pid).expect("own stat");
+        assert!(is_alive(pid, start));
+        assert!(!is_alive(pid, start + 1));
+        let peak = self_status_bytes("VmHWM").expect("VmHWM");
+        let now = self_status_bytes("VmRSS").expect("VmRSS");
+        assert!(peak >= now && now > 0);
+    }
+}
