@@ -349,7 +349,16 @@ pub(crate) fn exit_status(exit: &ExitStatus) -> TaskStatus {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+    use std::time::Instant;
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+    use parking_lot::Mutex;
+
     use super::*;
+    use crate::db::tests::task;
+    use crate::executor::{ExecutorError, ExecutorInfo};
 
     fn exit(code: i32, signal: Option<i32>, message: &str) -> ExitStatus {
         ExitStatus {
@@ -372,7 +381,7 @@ mod tests {
         );
         assert!(ok.err.is_empty());
 
-        let code = exit_status(&exit(3, None, ""));
+        let code = exit_status(&exit(3, None, "exited with code 3"));
         assert_eq!(code.state, TaskState::Failed);
         assert_eq!(code.err, "task exited with code 3");
         assert_eq!(
@@ -383,7 +392,7 @@ mod tests {
             })
         );
 
-        let signal = exit_status(&exit(-1, Some(9), ""));
+        let signal = exit_status(&exit(137, Some(9), ""));
         assert_eq!(signal.state, TaskState::Failed);
         assert_eq!(signal.err, "task exited on signal 9");
 
@@ -392,5 +401,280 @@ mod tests {
             unknown.err,
             "task exited with an unknown exit code: adopted after a restart"
         );
+    }
+
+    /// An executor whose calls fail on demand and whose tasks end when the test says.
+    struct Fake {
+        state: Mutex<ExecState>,
+        failing: HashSet<&'static str>,
+        calls: Mutex<Vec<&'static str>>,
+        exit: watch::Sender<Option<ExitStatus>>,
+    }
+
+    impl Fake {
+        fn new(state: ExecState, failing: &[&'static str]) -> Arc<Fake> {
+            Arc::new(Fake {
+                state: Mutex::new(state),
+                failing: failing.iter().copied().collect(),
+                calls: Mutex::new(Vec::new()),
+                exit: watch::channel(None).0,
+            })
+        }
+
+        fn call(&self, name: &'static str) -> Result<(), ExecutorError> {
+            self.calls.lock().push(name);
+            if self.failing.contains(name) {
+                return Err(ExecutorError::new(format!("{name} broke")));
+            }
+            Ok(())
+        }
+
+        fn calls(&self) -> Vec<&'static str> {
+            self.calls.lock().clone()
+        }
+    }
+
+    impl Executor for Fake {
+        fn describe(&self) -> BoxFuture<'_, Result<ExecutorInfo, ExecutorError>> {
+            async move {
+                Ok(ExecutorInfo {
+                    name: "fake".into(),
+                    runtimes: vec!["process".into()],
+                })
+            }
+            .boxed()
+        }
+        fn prepare<'a>(&'a self, _task: &'a Task) -> BoxFuture<'a, Result<(), ExecutorError>> {
+            async move {
+                self.call("prepare")?;
+                *self.state.lock() = ExecState::Prepared;
+                Ok(())
+            }
+            .boxed()
+        }
+        fn start<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Result<(), ExecutorError>> {
+            async move {
+                self.call("start")?;
+                *self.state.lock() = ExecState::Running;
+                Ok(())
+            }
+            .boxed()
+        }
+        fn wait<'a>(
+            &'a self,
+            _task_id: &'a str,
+        ) -> BoxFuture<'a, Result<ExitStatus, ExecutorError>> {
+            async move {
+                self.call("wait")?;
+                let mut exit = self.exit.subscribe();
+                let ended = exit
+                    .wait_for(Option::is_some)
+                    .await
+                    .map_err(|_| ExecutorError::new("gone"))?
+                    .clone();
+                ended.ok_or_else(|| ExecutorError::new("no exit"))
+            }
+            .boxed()
+        }
+        fn shutdown<'a>(
+            &'a self,
+            _task_id: &'a str,
+            _timeout: Duration,
+        ) -> BoxFuture<'a, Result<(), ExecutorError>> {
+            async move {
+                self.call("shutdown")?;
+                let ended = exit(143, Some(15), "");
+                *self.state.lock() = ExecState::Exited(ended.clone());
+                self.exit.send_replace(Some(ended));
+                Ok(())
+            }
+            .boxed()
+        }
+        fn remove<'a>(&'a self, _task_id: &'a str) -> BoxFuture<'a, Result<(), ExecutorError>> {
+            async move {
+                self.call("remove")?;
+                *self.state.lock() = ExecState::Missing;
+                Ok(())
+            }
+            .boxed()
+        }
+        fn inspect<'a>(
+            &'a self,
+            _task_id: &'a str,
+        ) -> BoxFuture<'a, Result<ExecState, ExecutorError>> {
+            async move {
+                self.call("inspect")?;
+                Ok(self.state.lock().clone())
+            }
+            .boxed()
+        }
+    }
+
+    struct Harness {
+        db: Arc<TaskDb>,
+        assignment: watch::Sender<Assignment>,
+        cancel: CancellationToken,
+        handle: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// Stores `task` and starts its controller.
+    async fn must_start(executor: Arc<Fake>, task: Task) -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Arc::new(TaskDb::open(&dir.path().join("worker.redb")).expect("db"));
+        db.put_assignments(vec![task.clone()]).expect("store");
+        let (assignment, receiver) = watch::channel(Assignment {
+            task: task.clone(),
+            removed: false,
+        });
+        let cancel = CancellationToken::new();
+        let controller = Controller {
+            task_id: task.id.clone(),
+            executor,
+            db: Arc::clone(&db),
+            reporter: Reporter::new(),
+            assignment: receiver,
+            cancel: cancel.clone(),
+            status: task.status.clone(),
+        };
+        let (reconciled, _) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(controller.run(reconciled));
+        Harness {
+            db,
+            assignment,
+            cancel,
+            handle,
+            _dir: dir,
+        }
+    }
+
+    impl Harness {
+        fn stored(&self, task_id: &str) -> Option<TaskStatus> {
+            self.db.get(task_id).expect("read").map(|task| task.status)
+        }
+
+        async fn must_reach(&self, task_id: &str, state: TaskState) -> TaskStatus {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(status) = self.stored(task_id)
+                    && status.state >= state
+                {
+                    assert_eq!(status.state, state, "{status:?}");
+                    return status;
+                }
+                assert!(Instant::now() < deadline, "{task_id} never reached {state}");
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+
+        fn set_desired(&self, state: TaskState) {
+            self.assignment
+                .send_modify(|assignment| assignment.task.desired_state = state);
+        }
+
+        async fn must_stop(self) {
+            self.cancel.cancel();
+            self.handle.await.expect("controller");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_prepare_rejects_the_task() {
+        let fake = Fake::new(ExecState::Missing, &["prepare"]);
+        let harness = must_start(Arc::clone(&fake), task("t", TaskState::Assigned)).await;
+        let rejected = harness.must_reach("t", TaskState::Rejected).await;
+        assert_eq!(rejected.err, "preparing the task: prepare broke");
+        assert_eq!(fake.calls(), vec!["inspect", "prepare"]);
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_start_fails_the_task() {
+        let fake = Fake::new(ExecState::Missing, &["start"]);
+        let harness = must_start(Arc::clone(&fake), task("t", TaskState::Assigned)).await;
+        let failed = harness.must_reach("t", TaskState::Failed).await;
+        assert_eq!(failed.err, "starting the task: start broke");
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_before_start_touches_nothing_and_removal_forgets_the_task() {
+        let fake = Fake::new(ExecState::Missing, &[]);
+        let mut waiting = task("t", TaskState::Assigned);
+        waiting.desired_state = TaskState::Assigned;
+        let harness = must_start(Arc::clone(&fake), waiting).await;
+        harness.set_desired(TaskState::Shutdown);
+        let shutdown = harness.must_reach("t", TaskState::Shutdown).await;
+        assert_eq!(shutdown.message, "shut down before it started");
+        assert_eq!(fake.calls(), vec!["inspect"]);
+
+        harness
+            .assignment
+            .send_modify(|assignment| assignment.removed = true);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while harness.stored("t").is_some() {
+            assert!(Instant::now() < deadline, "never dropped from the database");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(fake.calls(), vec!["inspect", "remove"]);
+        harness
+            .handle
+            .await
+            .expect("the controller ends after removal");
+    }
+
+    #[tokio::test]
+    async fn a_running_task_is_shut_down_with_its_exit_recorded() {
+        let fake = Fake::new(ExecState::Missing, &[]);
+        let harness = must_start(Arc::clone(&fake), task("t", TaskState::Assigned)).await;
+        harness.must_reach("t", TaskState::Running).await;
+        harness.set_desired(TaskState::Shutdown);
+        let shutdown = harness.must_reach("t", TaskState::Shutdown).await;
+        assert_eq!(
+            shutdown.exit,
+            Some(ExitInfo {
+                code: 143,
+                signal: Some(15)
+            })
+        );
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_shutdown_fails_the_task() {
+        let fake = Fake::new(ExecState::Running, &["shutdown"]);
+        let harness = must_start(Arc::clone(&fake), task("t", TaskState::Running)).await;
+        // Adopted: running already, so only inspect and wait so far.
+        harness.set_desired(TaskState::Shutdown);
+        let failed = harness.must_reach("t", TaskState::Failed).await;
+        assert_eq!(failed.err, "shutting down the task: shutdown broke");
+        assert!(!fake.calls().contains(&"start"), "{:?}", fake.calls());
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_prepared_task_resumes_without_preparing_again() {
+        let fake = Fake::new(ExecState::Prepared, &[]);
+        let harness = must_start(Arc::clone(&fake), task("t", TaskState::Preparing)).await;
+        harness.must_reach("t", TaskState::Running).await;
+        assert_eq!(fake.calls()[..2], ["inspect", "start"]);
+        fake.exit.send_replace(Some(exit(0, None, "")));
+        harness.must_reach("t", TaskState::Complete).await;
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_lost_task_is_failed_and_an_early_one_is_prepared_again() {
+        let fake = Fake::new(ExecState::Missing, &[]);
+        let harness = must_start(Arc::clone(&fake), task("lost", TaskState::Running)).await;
+        let failed = harness.must_reach("lost", TaskState::Failed).await;
+        assert_eq!(failed.err, LOST_MESSAGE);
+        harness.must_stop().await;
+
+        let fake = Fake::new(ExecState::Missing, &[]);
+        let harness = must_start(Arc::clone(&fake), task("early", TaskState::Ready)).await;
+        harness.must_reach("early", TaskState::Running).await;
+        assert_eq!(fake.calls()[..3], ["inspect", "prepare", "start"]);
+        harness.must_stop().await;
     }
 }

@@ -102,7 +102,7 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
         registered = register(shared, addr) => registered,
         () = cancel.cancelled() => return SessionEnd::Cancelled,
     };
-    let (client, session_id, stream) = match registered {
+    let (client, session_id, stream, log_requests) = match registered {
         Ok(registered) => registered,
         Err(error) => {
             return SessionEnd::Failed {
@@ -131,6 +131,7 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
     parts.spawn(
         listen(
             stream,
+            log_requests,
             client.clone(),
             session_id.clone(),
             Arc::clone(&shared.logs),
@@ -174,6 +175,7 @@ type Registered = (
     DispatcherClient<Channel>,
     String,
     tonic::Streaming<pb::SessionMessage>,
+    Vec<pb::LogRequest>,
 );
 
 /// Connects, opens the session stream and reads its first message.
@@ -226,18 +228,10 @@ async fn register(shared: &Shared, addr: &str) -> Result<Registered, SessionErro
         status.session_id = Some(session_id.clone());
         status.registrations += 1;
     });
-    // Log requests in the first message are answered by `listen`, which gets it back below.
+    // Log requests in the first message are answered by `listen`, with the later ones.
     let mut first = first;
     apply_managers(&shared.status, &mut first);
-    if !first.log_requests.is_empty() {
-        answer_logs_now(
-            &client,
-            &session_id,
-            &shared.logs,
-            std::mem::take(&mut first.log_requests),
-        );
-    }
-    Ok((client, session_id, stream))
+    Ok((client, session_id, stream, first.log_requests))
 }
 
 /// Heartbeats at the period the dispatcher asks for (a little under it).
@@ -375,6 +369,7 @@ fn decode_changes(
 /// Reads the session stream: manager list updates and log requests.
 async fn listen(
     mut stream: tonic::Streaming<pb::SessionMessage>,
+    first_requests: Vec<pb::LogRequest>,
     client: DispatcherClient<Channel>,
     session_id: String,
     logs: Arc<dyn LogReader>,
@@ -382,6 +377,17 @@ async fn listen(
     cancel: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut answers = JoinSet::new();
+    for request in first_requests {
+        answers.spawn(
+            answer_logs(
+                client.clone(),
+                session_id.clone(),
+                Arc::clone(&logs),
+                request,
+            )
+            .in_current_span(),
+        );
+    }
     let result = loop {
         tokio::select! {
             message = stream.message() => match message {
@@ -415,27 +421,6 @@ fn apply_managers(status: &watch::Sender<AgentStatus>, message: &mut pb::Session
         })
         .collect();
     status.send_modify(|status| status.managers = managers);
-}
-
-/// Answers log requests carried by the first session message, in detached tasks that end on
-/// their own (bounded by the RPC deadline).
-fn answer_logs_now(
-    client: &DispatcherClient<Channel>,
-    session_id: &str,
-    logs: &Arc<dyn LogReader>,
-    requests: Vec<pb::LogRequest>,
-) {
-    for request in requests {
-        tokio::spawn(
-            answer_logs(
-                client.clone(),
-                session_id.to_string(),
-                Arc::clone(logs),
-                request,
-            )
-            .in_current_span(),
-        );
-    }
 }
 
 /// Reads a task's logs and publishes them; failures are logged, never fatal to the session.

@@ -24,7 +24,10 @@ impl Placer for NativePlacer {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>, ManagerError>> {
+    fn schedule(
+        &mut self,
+        groups: Vec<ph::TaskGroup>,
+    ) -> BoxFuture<'_, Result<Vec<ph::GroupResult>, ManagerError>> {
         let groups = groups.into_iter().map(group_from_host).collect();
         let results = self
             .scheduler
@@ -41,7 +44,10 @@ impl Placer for NativePlacer {
 }
 
 fn resources(r: ph::Resources) -> core::Resources {
-    core::Resources { nano_cpus: r.nano_cpus, memory_bytes: r.memory_bytes }
+    core::Resources {
+        nano_cpus: r.nano_cpus,
+        memory_bytes: r.memory_bytes,
+    }
 }
 
 fn node_from_host(node: ph::NodeInfo) -> core::Node {
@@ -90,7 +96,10 @@ fn group_from_host(group: ph::TaskGroup) -> core::TaskGroup {
             platforms: placement
                 .platforms
                 .into_iter()
-                .map(|p| core::Platform { os: p.os, arch: p.arch })
+                .map(|p| core::Platform {
+                    os: p.os,
+                    arch: p.arch,
+                })
                 .collect(),
             max_replicas: placement.max_replicas,
             required_plugins: placement.required_plugins,

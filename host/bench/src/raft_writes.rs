@@ -11,7 +11,8 @@ use swarm_manager::{Committer, RaftCommitter, StoreApp};
 use swarm_raft::{RaftConfig, RaftNode};
 use swarm_store::{Action, Batch, MemoryStore, Object};
 use swarm_types::{
-    Annotations, Meta, ProcessSpec, Runtime, Service, ServiceMode, ServiceSpec, TaskSpec, Timestamp, new_id,
+    Annotations, Meta, ProcessSpec, Runtime, Service, ServiceMode, ServiceSpec, TaskSpec,
+    Timestamp, new_id,
 };
 
 use crate::report::{Output, Row};
@@ -39,7 +40,10 @@ pub struct RaftWritesArgs {
 
 pub async fn run(args: RaftWritesArgs, output: &mut Output) -> anyhow::Result<()> {
     if !(args.seconds > 0.0 && args.seconds.is_finite()) {
-        bail!("--seconds must be a positive number of seconds, not {}", args.seconds);
+        bail!(
+            "--seconds must be a positive number of seconds, not {}",
+            args.seconds
+        );
     }
     let duration = Duration::from_secs_f64(args.seconds);
     for &clients in &args.clients {
@@ -56,9 +60,16 @@ fn service(name: String) -> Service {
     let now = Timestamp::now();
     Service {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
         spec: ServiceSpec {
-            annotations: Annotations { name, labels: Default::default() },
+            annotations: Annotations {
+                name,
+                labels: Default::default(),
+            },
             task: TaskSpec {
                 runtime: Runtime::Process(ProcessSpec {
                     command: "sleep".to_owned(),
@@ -82,10 +93,16 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Option<f64> {
     }
     // Nearest rank.
     let rank = (fraction * sorted.len() as f64).ceil() as usize;
-    sorted.get(rank.clamp(1, sorted.len()) - 1).map(Duration::as_secs_f64)
+    sorted
+        .get(rank.clamp(1, sorted.len()) - 1)
+        .map(Duration::as_secs_f64)
 }
 
-async fn measure(clients: usize, duration: Duration, parent: Option<&std::path::Path>) -> anyhow::Result<Row> {
+async fn measure(
+    clients: usize,
+    duration: Duration,
+    parent: Option<&std::path::Path>,
+) -> anyhow::Result<Row> {
     let dir = match parent {
         Some(parent) => tempfile::tempdir_in(parent),
         None => tempfile::tempdir(),
@@ -104,8 +121,12 @@ async fn measure(clients: usize, duration: Duration, parent: Option<&std::path::
 }
 
 async fn drive(raft: &RaftNode, clients: usize, duration: Duration) -> anyhow::Result<Row> {
-    raft.bootstrap_single("127.0.0.1:0".to_owned()).await.context("bootstrapping raft")?;
-    raft.wait_for_leader(LEADER_TIMEOUT).await.context("waiting for a raft leader")?;
+    raft.bootstrap_single("127.0.0.1:0".to_owned())
+        .await
+        .context("bootstrapping raft")?;
+    raft.wait_for_leader(LEADER_TIMEOUT)
+        .await
+        .context("waiting for a raft leader")?;
     let committer = Arc::new(RaftCommitter::new(raft.clone()));
     let first_index = raft.metrics().last_log_index.unwrap_or(0);
 
@@ -122,7 +143,10 @@ async fn drive(raft: &RaftNode, clients: usize, duration: Duration) -> anyhow::R
                     "bench-{client}-{sequence}"
                 ))))]);
                 let sent = Instant::now();
-                committer.commit(batch).await.with_context(|| format!("client {client}: committing a service"))?;
+                committer
+                    .commit(batch)
+                    .await
+                    .with_context(|| format!("client {client}: committing a service"))?;
                 latencies.push(sent.elapsed());
                 sequence += 1;
             }
@@ -134,7 +158,11 @@ async fn drive(raft: &RaftNode, clients: usize, duration: Duration) -> anyhow::R
         latencies.extend(joined.context("a client task failed")??);
     }
     let elapsed = started.elapsed();
-    let entries = raft.metrics().last_log_index.unwrap_or(0).saturating_sub(first_index);
+    let entries = raft
+        .metrics()
+        .last_log_index
+        .unwrap_or(0)
+        .saturating_sub(first_index);
     latencies.sort_unstable();
     let writes = latencies.len() as u64;
     let per_second = writes as f64 / elapsed.as_secs_f64();
@@ -147,8 +175,19 @@ async fn drive(raft: &RaftNode, clients: usize, duration: Duration) -> anyhow::R
         .opt_seconds("p99_seconds", percentile(&latencies, 0.99))
         .opt_seconds("max_seconds", latencies.last().map(Duration::as_secs_f64))
         .int("log_entries", entries)
-        .float("writes_per_entry", writes as f64 / (entries.max(1)) as f64, 1)
-        .text("etcd_3_2_writes_per_second", if clients == 1 { ETCD_ONE_CLIENT } else { ETCD_MANY_CLIENTS }))
+        .float(
+            "writes_per_entry",
+            writes as f64 / (entries.max(1)) as f64,
+            1,
+        )
+        .text(
+            "etcd_3_2_writes_per_second",
+            if clients == 1 {
+                ETCD_ONE_CLIENT
+            } else {
+                ETCD_MANY_CLIENTS
+            },
+        ))
 }
 
 #[cfg(test)]

@@ -36,7 +36,10 @@ pub struct ReplicasArgs {
 
 fn spec(replicas: u64) -> ServiceSpec {
     ServiceSpec {
-        annotations: Annotations { name: "bench-sleep".to_owned(), labels: Default::default() },
+        annotations: Annotations {
+            name: "bench-sleep".to_owned(),
+            labels: Default::default(),
+        },
         task: TaskSpec {
             runtime: Runtime::Process(ProcessSpec {
                 command: "sleep".to_owned(),
@@ -44,7 +47,10 @@ fn spec(replicas: u64) -> ServiceSpec {
                 ..Default::default()
             }),
             resources: Default::default(),
-            restart: RestartPolicy { delay: Duration::ZERO, ..Default::default() },
+            restart: RestartPolicy {
+                delay: Duration::ZERO,
+                ..Default::default()
+            },
             placement: Default::default(),
             force_update: 0,
         },
@@ -52,14 +58,22 @@ fn spec(replicas: u64) -> ServiceSpec {
     }
 }
 
-async fn service_tasks(client: &mut ControlClient<Channel>, service_id: &str) -> anyhow::Result<Vec<pb::Task>> {
+async fn service_tasks(
+    client: &mut ControlClient<Channel>,
+    service_id: &str,
+) -> anyhow::Result<Vec<pb::Task>> {
     let request = pb::ListTasksRequest {
         filters: Some(pb::list_tasks_request::Filters {
             service_ids: vec![service_id.to_owned()],
             ..Default::default()
         }),
     };
-    Ok(client.list_tasks(request).await.context("listing tasks")?.into_inner().tasks)
+    Ok(client
+        .list_tasks(request)
+        .await
+        .context("listing tasks")?
+        .into_inner()
+        .tasks)
 }
 
 fn is_running(task: &pb::Task) -> bool {
@@ -76,11 +90,16 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
     let mut daemon = Swarmd::spawn(&binary)?;
     let mut client = daemon.wait_ready(READY_TIMEOUT).await?;
     let ready_after = started.elapsed();
-    eprintln!("replicas: swarmd ready after {ready_after:?}; creating {} replicas", args.replicas);
+    eprintln!(
+        "replicas: swarmd ready after {ready_after:?}; creating {} replicas",
+        args.replicas
+    );
 
     let created = Instant::now();
     let service = client
-        .create_service(pb::CreateServiceRequest { spec: Some(spec(args.replicas).into()) })
+        .create_service(pb::CreateServiceRequest {
+            spec: Some(spec(args.replicas).into()),
+        })
         .await
         .context("creating the service")?
         .into_inner()
@@ -94,30 +113,45 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
             break;
         }
         if created.elapsed() > RUNNING_TIMEOUT {
-            bail!("{running} of {} replicas RUNNING after {RUNNING_TIMEOUT:?}", args.replicas);
+            bail!(
+                "{running} of {} replicas RUNNING after {RUNNING_TIMEOUT:?}",
+                args.replicas
+            );
         }
         tokio::time::sleep(POLL).await;
     }
     let to_running = created.elapsed();
     let processes: BTreeSet<(u32, u64)> = daemon.record_task_processes();
-    eprintln!("replicas: {running} RUNNING after {to_running:?} ({} task processes)", processes.len());
+    eprintln!(
+        "replicas: {running} RUNNING after {to_running:?} ({} task processes)",
+        processes.len()
+    );
 
     let removing = Instant::now();
     client
-        .remove_service(pb::RemoveServiceRequest { service_id: service.id.clone() })
+        .remove_service(pb::RemoveServiceRequest {
+            service_id: service.id.clone(),
+        })
         .await
         .context("removing the service")?;
     let mut processes_gone = None;
     let mut tasks_gone = None;
     while processes_gone.is_none() || tasks_gone.is_none() {
-        if processes_gone.is_none() && processes.iter().all(|&(pid, start)| !sys::is_alive(pid, start)) {
+        if processes_gone.is_none()
+            && processes
+                .iter()
+                .all(|&(pid, start)| !sys::is_alive(pid, start))
+        {
             processes_gone = Some(removing.elapsed());
         }
         if tasks_gone.is_none() && service_tasks(&mut client, &service.id).await?.is_empty() {
             tasks_gone = Some(removing.elapsed());
         }
         if removing.elapsed() > REMOVAL_TIMEOUT {
-            let alive = processes.iter().filter(|&&(pid, start)| sys::is_alive(pid, start)).count();
+            let alive = processes
+                .iter()
+                .filter(|&&(pid, start)| sys::is_alive(pid, start))
+                .count();
             eprintln!(
                 "replicas: after {REMOVAL_TIMEOUT:?}: {alive} task processes alive, tasks in the store: {}",
                 if tasks_gone.is_some() { "none" } else { "some" }
@@ -133,9 +167,16 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
         Row::new()
             .int("replicas", args.replicas)
             .seconds("seconds", to_running)
-            .float("tasks_per_second", args.replicas as f64 / to_running.as_secs_f64(), 1)
+            .float(
+                "tasks_per_second",
+                args.replicas as f64 / to_running.as_secs_f64(),
+                1,
+            )
             .int("task_processes", processes.len() as u64)
-            .opt_seconds("processes_exited_seconds", processes_gone.map(|d| d.as_secs_f64()))
+            .opt_seconds(
+                "processes_exited_seconds",
+                processes_gone.map(|d| d.as_secs_f64()),
+            )
             .opt_seconds("tasks_removed_seconds", tasks_gone.map(|d| d.as_secs_f64()))
             .seconds("swarmd_ready_seconds", ready_after),
     )

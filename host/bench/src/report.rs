@@ -33,13 +33,15 @@ impl Row {
     }
 
     pub fn int(mut self, key: &'static str, value: u64) -> Self {
-        self.fields.push((key, Value::from(value), value.to_string()));
+        self.fields
+            .push((key, Value::from(value), value.to_string()));
         self
     }
 
     /// A float shown in the table with `decimals` decimals.
     pub fn float(mut self, key: &'static str, value: f64, decimals: usize) -> Self {
-        self.fields.push((key, Value::from(value), format!("{value:.decimals$}")));
+        self.fields
+            .push((key, Value::from(value), format!("{value:.decimals$}")));
         self
     }
 
@@ -68,7 +70,11 @@ impl Row {
     pub fn to_json_line(&self) -> anyhow::Result<String> {
         let mut parts = Vec::with_capacity(self.fields.len());
         for (key, value, _) in &self.fields {
-            parts.push(format!("{}:{}", serde_json::to_string(key)?, serde_json::to_string(value)?));
+            parts.push(format!(
+                "{}:{}",
+                serde_json::to_string(key)?,
+                serde_json::to_string(value)?
+            ));
         }
         Ok(format!("{{{}}}", parts.join(",")))
     }
@@ -76,7 +82,11 @@ impl Row {
 
 /// Seconds with about four significant digits.
 fn format_seconds(seconds: f64) -> String {
-    let magnitude = if seconds > 0.0 { seconds.abs().log10().floor() } else { 0.0 };
+    let magnitude = if seconds > 0.0 {
+        seconds.abs().log10().floor()
+    } else {
+        0.0
+    };
     // 4 significant digits: 12.34, 1.234, 0.1234, 0.001234.
     let decimals = (3.0 - magnitude).clamp(0.0, 9.0);
     // Clamped to 0..=9 just above, so the conversion is exact.
@@ -93,7 +103,10 @@ pub struct Output {
 
 impl Output {
     pub fn new(format: Format) -> Self {
-        Self { format, rows: Vec::new() }
+        Self {
+            format,
+            rows: Vec::new(),
+        }
     }
 
     /// Records a row; in JSON it is printed at once.

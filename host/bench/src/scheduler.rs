@@ -20,9 +20,9 @@ use swarm_manager::{Committer, DirectCommitter, ManagerError, Placer, SchedulerD
 use swarm_plugin_host as ph;
 use swarm_store::{Action, Batch, MemoryStore, Object, StoreRead as _};
 use swarm_types::{
-    Annotations, Availability, EngineDescription, Membership, Meta, Node, NodeDescription, NodeRole, NodeSpec,
-    NodeState, NodeStatus, Platform, ProcessSpec, Resources, Runtime, Service, ServiceMode, ServiceSpec, Task,
-    TaskSpec, TaskState, TaskStatus, Timestamp, new_id,
+    Annotations, Availability, EngineDescription, Membership, Meta, Node, NodeDescription,
+    NodeRole, NodeSpec, NodeState, NodeStatus, Platform, ProcessSpec, Resources, Runtime, Service,
+    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp, new_id,
 };
 
 use crate::native::NativePlacer;
@@ -115,7 +115,11 @@ pub async fn run(args: SchedulerArgs, output: &mut Output) -> anyhow::Result<()>
     let exe = std::env::current_exe().context("finding this executable")?;
     for &tasks in &args.tasks {
         for &kind in &args.scheduler {
-            eprintln!("scheduler: {} nodes x {tasks} tasks, {} placer", args.nodes, kind.name());
+            eprintln!(
+                "scheduler: {} nodes x {tasks} tasks, {} placer",
+                args.nodes,
+                kind.name()
+            );
             let result = run_child(&exe, args.nodes, tasks, kind).await?;
             output.push(row(args.nodes, tasks, kind, &result))?;
         }
@@ -125,7 +129,10 @@ pub async fn run(args: SchedulerArgs, output: &mut Output) -> anyhow::Result<()>
 
 fn row(nodes: usize, tasks: usize, kind: PlacerKind, r: &RowResult) -> Row {
     let swarmkit = if nodes == 1000 {
-        SWARMKIT_SECONDS.iter().find(|(n, _)| *n == tasks).map(|(_, s)| *s)
+        SWARMKIT_SECONDS
+            .iter()
+            .find(|(n, _)| *n == tasks)
+            .map(|(_, s)| *s)
     } else {
         None
     };
@@ -136,7 +143,11 @@ fn row(nodes: usize, tasks: usize, kind: PlacerKind, r: &RowResult) -> Row {
         .text("scheduler", kind.name())
         .opt_seconds("seconds", Some(r.seconds))
         .opt_seconds("swarmkit_seconds", swarmkit)
-        .float("tasks_per_second", tasks as f64 / r.seconds.max(f64::MIN_POSITIVE), 0)
+        .float(
+            "tasks_per_second",
+            tasks as f64 / r.seconds.max(f64::MIN_POSITIVE),
+            0,
+        )
         .opt_seconds("placer_seconds", Some(r.placer_seconds))
         .opt_seconds("store_apply_seconds", Some(r.commit_seconds))
         .opt_seconds("driver_seconds", Some(other))
@@ -150,7 +161,10 @@ fn row(nodes: usize, tasks: usize, kind: PlacerKind, r: &RowResult) -> Row {
                 "< 1 s, peak RSS < 500 MB",
                 r.seconds < TARGET_SECONDS && r.peak_rss_bytes < TARGET_PEAK_RSS_BYTES,
             ),
-            PlacerKind::Native => ("peak RSS < 500 MB", r.peak_rss_bytes < TARGET_PEAK_RSS_BYTES),
+            PlacerKind::Native => (
+                "peak RSS < 500 MB",
+                r.peak_rss_bytes < TARGET_PEAK_RSS_BYTES,
+            ),
         };
         row = row.text("target", target).flag("target_met", met);
     }
@@ -158,9 +172,20 @@ fn row(nodes: usize, tasks: usize, kind: PlacerKind, r: &RowResult) -> Row {
 }
 
 /// Runs one row in a child process; the child is killed if this future is dropped.
-async fn run_child(exe: &Path, nodes: usize, tasks: usize, kind: PlacerKind) -> anyhow::Result<RowResult> {
+async fn run_child(
+    exe: &Path,
+    nodes: usize,
+    tasks: usize,
+    kind: PlacerKind,
+) -> anyhow::Result<RowResult> {
     let child = tokio::process::Command::new(exe)
-        .args(["scheduler-row", "--nodes", &nodes.to_string(), "--tasks", &tasks.to_string()])
+        .args([
+            "scheduler-row",
+            "--nodes",
+            &nodes.to_string(),
+            "--tasks",
+            &tasks.to_string(),
+        ])
         .args(["--scheduler", kind.name()])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
@@ -168,12 +193,21 @@ async fn run_child(exe: &Path, nodes: usize, tasks: usize, kind: PlacerKind) -> 
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", exe.display()))?;
-    let out = child.wait_with_output().await.context("waiting for the row's child process")?;
+    let out = child
+        .wait_with_output()
+        .await
+        .context("waiting for the row's child process")?;
     if !out.status.success() {
-        bail!("the row's child process failed ({}); its error is above", out.status);
+        bail!(
+            "the row's child process failed ({}); its error is above",
+            out.status
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().context("the row's child process printed nothing")?;
+    let line = text
+        .lines()
+        .last()
+        .context("the row's child process printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("parsing the row's result {line:?}"))
 }
 
@@ -199,8 +233,10 @@ struct Timer {
 
 impl Timer {
     fn add(&self, elapsed: Duration) {
-        self.nanos
-            .fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.nanos.fetch_add(
+            u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         self.calls.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -234,7 +270,10 @@ impl Placer for TimedPlacer {
         })
     }
 
-    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>, ManagerError>> {
+    fn schedule(
+        &mut self,
+        groups: Vec<ph::TaskGroup>,
+    ) -> BoxFuture<'_, Result<Vec<ph::GroupResult>, ManagerError>> {
         let timer = self.timer.clone();
         let started = Instant::now();
         let call = self.inner.schedule(groups);
@@ -266,12 +305,23 @@ impl Committer for TimedCommitter {
 /// A ready, active worker like SwarmKit's benchmark nodes, with a description.
 fn bench_node(i: usize, now: Timestamp) -> Node {
     let hostname = format!("node-{i}");
-    let plugins = if i % 3 == 0 { vec![NETWORK_PLUGIN.to_owned()] } else { Vec::new() };
+    let plugins = if i.is_multiple_of(3) {
+        vec![NETWORK_PLUGIN.to_owned()]
+    } else {
+        Vec::new()
+    };
     Node {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
         spec: NodeSpec {
-            annotations: Annotations { name: hostname.clone(), labels: Default::default() },
+            annotations: Annotations {
+                name: hostname.clone(),
+                labels: Default::default(),
+            },
             desired_role: NodeRole::Worker,
             membership: Membership::Accepted,
             availability: Availability::Active,
@@ -279,9 +329,19 @@ fn bench_node(i: usize, now: Timestamp) -> Node {
         role: NodeRole::Worker,
         description: Some(NodeDescription {
             hostname,
-            platform: Platform { os: "linux".to_owned(), arch: "amd64".to_owned() },
-            resources: Resources { nano_cpus: 4_000_000_000, memory_bytes: 16 << 30 },
-            engine: EngineDescription { version: "bench".to_owned(), labels: Default::default(), plugins },
+            platform: Platform {
+                os: "linux".to_owned(),
+                arch: "amd64".to_owned(),
+            },
+            resources: Resources {
+                nano_cpus: 4_000_000_000,
+                memory_bytes: 16 << 30,
+            },
+            engine: EngineDescription {
+                version: "bench".to_owned(),
+                labels: Default::default(),
+                plugins,
+            },
             executor: "default".to_owned(),
             runtimes: vec!["process".to_owned(), "wasi".to_owned()],
         }),
@@ -300,9 +360,16 @@ fn bench_node(i: usize, now: Timestamp) -> Node {
 fn bench_service(replicas: usize, now: Timestamp) -> Service {
     Service {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
         spec: ServiceSpec {
-            annotations: Annotations { name: "bench".to_owned(), labels: Default::default() },
+            annotations: Annotations {
+                name: "bench".to_owned(),
+                labels: Default::default(),
+            },
             task: TaskSpec {
                 runtime: Runtime::Process(ProcessSpec {
                     command: "sleep".to_owned(),
@@ -314,7 +381,9 @@ fn bench_service(replicas: usize, now: Timestamp) -> Service {
                 placement: Default::default(),
                 force_update: 0,
             },
-            mode: ServiceMode::Replicated { replicas: replicas as u64 },
+            mode: ServiceMode::Replicated {
+                replicas: replicas as u64,
+            },
         },
         spec_version: 1,
     }
@@ -324,8 +393,15 @@ fn bench_service(replicas: usize, now: Timestamp) -> Service {
 fn pending_task(service: &Service, slot: u64, now: Timestamp) -> Task {
     Task {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
-        annotations: Annotations { name: format!("{}.{slot}", service.name()), labels: Default::default() },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
+        annotations: Annotations {
+            name: format!("{}.{slot}", service.name()),
+            labels: Default::default(),
+        },
         service_id: service.id.clone(),
         slot,
         node_id: String::new(),
@@ -381,21 +457,39 @@ async fn measure(args: &RowArgs) -> anyhow::Result<RowResult> {
     let direct: Arc<dyn Committer> = Arc::new(DirectCommitter::new(store.clone()));
     let now = Timestamp::now();
 
-    let nodes: Vec<Action> = (0..args.nodes).map(|i| Action::Create(Object::Node(bench_node(i, now)))).collect();
-    direct.commit(Batch::new(nodes)).await.context("committing the nodes")?;
-    let service = bench_service(args.tasks, now);
-    commit_with(&store, direct.as_ref(), |tx| Ok(tx.create(service.clone())?))
+    let nodes: Vec<Action> = (0..args.nodes)
+        .map(|i| Action::Create(Object::Node(bench_node(i, now))))
+        .collect();
+    direct
+        .commit(Batch::new(nodes))
         .await
-        .context("committing the service")?;
+        .context("committing the nodes")?;
+    let service = bench_service(args.tasks, now);
+    commit_with(
+        &store,
+        direct.as_ref(),
+        |tx| Ok(tx.create(service.clone())?),
+    )
+    .await
+    .context("committing the service")?;
 
     let placer_timer = Arc::new(Timer::default());
     let commit_timer = Arc::new(Timer::default());
-    let placer = TimedPlacer { inner: build_placer(args.scheduler, dir.path())?, timer: placer_timer.clone() };
-    let committer = Arc::new(TimedCommitter { inner: direct.clone(), timer: commit_timer.clone() });
+    let placer = TimedPlacer {
+        inner: build_placer(args.scheduler, dir.path())?,
+        timer: placer_timer.clone(),
+    };
+    let committer = Arc::new(TimedCommitter {
+        inner: direct.clone(),
+        timer: commit_timer.clone(),
+    });
     let mut driver = SchedulerDriver::new(store.clone(), committer, Box::new(placer));
     // Warm up outside the timing: the placer learns the nodes (and the wasm instance starts).
     driver.resync();
-    driver.tick().await.context("sending the nodes to the placer")?;
+    driver
+        .tick()
+        .await
+        .context("sending the nodes to the placer")?;
     placer_timer.take();
     commit_timer.take();
 
@@ -404,7 +498,10 @@ async fn measure(args: &RowArgs) -> anyhow::Result<RowResult> {
         .collect();
     let rss_before_bytes = sys::self_status_bytes("VmRSS")?;
     let commit_started = Instant::now();
-    direct.commit(Batch::new(tasks)).await.context("committing the pending tasks")?;
+    direct
+        .commit(Batch::new(tasks))
+        .await
+        .context("committing the pending tasks")?;
     let pending_commit = commit_started.elapsed();
 
     // The driver is not following the store's watch here: a resync makes it read the pending
@@ -425,7 +522,10 @@ async fn measure(args: &RowArgs) -> anyhow::Result<RowResult> {
         }
         if stats.assigned == 0 {
             if stats.unplaced > 0 {
-                bail!("{pending} tasks pending and {} unplaced after {passes} passes", stats.unplaced);
+                bail!(
+                    "{pending} tasks pending and {} unplaced after {passes} passes",
+                    stats.unplaced
+                );
             }
             // Nothing was tried: the driver needs to learn of the rest again.
             driver.resync();

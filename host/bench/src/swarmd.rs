@@ -53,7 +53,8 @@ impl Swarmd {
     pub fn spawn(binary: &Path) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temporary directory for swarmd")?;
         let log_path = dir.path().join("swarmd.log");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
         let err_log = log.try_clone().context("sharing the swarmd log file")?;
         let child = Command::new(binary)
             .arg("--state-dir")
@@ -64,7 +65,11 @@ impl Swarmd {
             .stderr(err_log)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Ok(Self { child, dir, task_processes: BTreeSet::new() })
+        Ok(Self {
+            child,
+            dir,
+            task_processes: BTreeSet::new(),
+        })
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -84,13 +89,19 @@ impl Swarmd {
 
     fn check_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait().context("checking on swarmd")? {
-            bail!("swarmd exited ({status}); the end of its log:\n{}", self.log_tail());
+            bail!(
+                "swarmd exited ({status}); the end of its log:\n{}",
+                self.log_tail()
+            );
         }
         Ok(())
     }
 
     /// Polls until the control API lists this node READY; returns the connected client.
-    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<ControlClient<Channel>> {
+    pub async fn wait_ready(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<ControlClient<Channel>> {
         let deadline = Instant::now() + timeout;
         let mut client: Option<ControlClient<Channel>> = None;
         loop {
@@ -140,7 +151,12 @@ impl Swarmd {
         self.record_task_processes();
         sys::signal(self.child.id(), libc::SIGTERM, false).context("sending SIGTERM to swarmd")?;
         let deadline = Instant::now() + STOP_GRACE;
-        while self.child.try_wait().context("waiting for swarmd")?.is_none() {
+        while self
+            .child
+            .try_wait()
+            .context("waiting for swarmd")?
+            .is_none()
+        {
             if Instant::now() > deadline {
                 eprintln!("swarmd did not stop within {STOP_GRACE:?} of SIGTERM; killing it");
                 break;
@@ -195,7 +211,11 @@ pub fn median_and_max(values: &[Duration]) -> Option<(Duration, Duration)> {
     sorted.sort_unstable();
     let max = *sorted.last()?;
     let middle = sorted.len() / 2;
-    let median = if sorted.len() % 2 == 1 { sorted[middle] } else { (sorted[middle - 1] + sorted[middle]) / 2 };
+    let median = if !sorted.len().is_multiple_of(2) {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2
+    };
     Some((median, max))
 }
 
@@ -207,7 +227,10 @@ mod tests {
     fn medians_of_odd_and_even_counts() {
         let ms = Duration::from_millis;
         assert_eq!(median_and_max(&[ms(3), ms(1), ms(2)]), Some((ms(2), ms(3))));
-        assert_eq!(median_and_max(&[ms(4), ms(1), ms(2), ms(3)]), Some((Duration::from_micros(2500), ms(4))));
+        assert_eq!(
+            median_and_max(&[ms(4), ms(1), ms(2), ms(3)]),
+            Some((Duration::from_micros(2500), ms(4)))
+        );
         assert_eq!(median_and_max(&[]), None);
     }
 }

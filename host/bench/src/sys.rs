@@ -7,7 +7,10 @@ use anyhow::{Context as _, bail};
 
 /// Sends `signal` to `pid`, or to the process group `pid` leads when `group` is set. A process
 /// that is already gone is not an error.
-#[expect(unsafe_code, reason = "kill(2) through libc; std can only SIGKILL its own children")]
+#[expect(
+    unsafe_code,
+    reason = "kill(2) through libc; std can only SIGKILL its own children"
+)]
 pub fn signal(pid: u32, signal: i32, group: bool) -> std::io::Result<()> {
     let pid = i32::try_from(pid)
         .ok()
@@ -58,7 +61,10 @@ pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
 pub fn self_status_bytes(field: &str) -> anyhow::Result<u64> {
     let text = std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix(field).and_then(|rest| rest.strip_prefix(':')) {
+        if let Some(rest) = line
+            .strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
             let kib: u64 = rest
                 .trim()
                 .trim_end_matches("kB")
