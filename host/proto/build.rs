@@ -2,7 +2,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["swarm/v1/objects.proto", "swarm/v1/control.proto", "swarm/v1/dispatcher.proto"];
+    let files = [
+        "swarm/v1/objects.proto",
+        "swarm/v1/control.proto",
+        "swarm/v1/dispatcher.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

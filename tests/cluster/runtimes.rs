@@ -29,7 +29,10 @@ fn a_failing_process_is_restarted_by_policy_and_its_logs_are_readable() {
     // One run plus two restarts, then the slot stays failed.
     let tasks = poll("three failed runs", || {
         let tasks = node.tasks("flaky");
-        let failed = tasks.iter().filter(|t| t["status"]["state"] == "failed").count();
+        let failed = tasks
+            .iter()
+            .filter(|t| t["status"]["state"] == "failed")
+            .count();
         (failed == 3).then_some(tasks)
     });
     for t in &tasks {
@@ -41,7 +44,18 @@ fn a_failing_process_is_restarted_by_policy_and_its_logs_are_readable() {
     assert!(logs.stderr.contains("oops"), "{}", logs.stderr);
 
     // A task that completes is not restarted under on-failure.
-    node.ctl(&["service", "create", "--name", "once", "--restart-condition", "on-failure", "--process", "--", "true"]).ok();
+    node.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "once",
+        "--restart-condition",
+        "on-failure",
+        "--process",
+        "--",
+        "true",
+    ])
+    .ok();
     poll("the task complete", || {
         let tasks = node.tasks("once");
         (tasks.len() == 1 && tasks[0]["status"]["state"] == "complete").then_some(())
@@ -75,11 +89,28 @@ fn a_wasi_component_runs_as_a_task() {
         let t = tasks.first()?.clone();
         (t["status"]["state"] == "complete").then_some(t)
     });
-    let logs = node.ctl(&["task", "logs", task["id"].as_str().expect("id")]).ok();
-    assert!(logs.stdout.contains("SAMPLE_MESSAGE=from-the-spec"), "{}", logs.stdout);
+    let logs = node
+        .ctl(&["task", "logs", task["id"].as_str().expect("id")])
+        .ok();
+    assert!(
+        logs.stdout.contains("SAMPLE_MESSAGE=from-the-spec"),
+        "{}",
+        logs.stdout
+    );
     assert!(logs.stdout.contains("hi-there"), "{}", logs.stdout);
 
-    let missing = node.ctl(&["service", "create", "--name", "nofile", "--wasi", "/nonexistent/x.wasm"]);
+    let missing = node.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "nofile",
+        "--wasi",
+        "/nonexistent/x.wasm",
+    ]);
     assert_eq!(missing.code, 1);
-    assert!(missing.stderr.contains("/nonexistent/x.wasm"), "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("/nonexistent/x.wasm"),
+        "{}",
+        missing.stderr
+    );
 }

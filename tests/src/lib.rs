@@ -39,7 +39,10 @@ pub fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < DEADLINE, "timed out after {DEADLINE:?} waiting for {what}");
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(200));
     }
@@ -64,12 +67,17 @@ impl Ctl {
 
     /// Panics with the output unless the command succeeded.
     pub fn ok(self) -> Self {
-        assert_eq!(self.code, 0, "swarmctl failed: stdout={} stderr={}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "swarmctl failed: stdout={} stderr={}",
+            self.stdout, self.stderr
+        );
         self
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
     }
 }
 
@@ -82,7 +90,10 @@ pub struct TestNode {
 impl TestNode {
     /// Start swarmd in a fresh state directory and wait until its node is READY.
     pub fn start() -> Self {
-        let dir = tempfile::Builder::new().prefix("swarm").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("swarm")
+            .tempdir()
+            .expect("tempdir");
         let mut node = TestNode { dir, child: None };
         node.spawn();
         node
@@ -105,7 +116,14 @@ impl TestNode {
         let child = Command::new(binary("swarmd"))
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args(["--listen-remote-api", "127.0.0.1:0", "--hostname", "node-1", "--log-level", "info"])
+            .args([
+                "--listen-remote-api",
+                "127.0.0.1:0",
+                "--hostname",
+                "node-1",
+                "--log-level",
+                "info",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -146,7 +164,17 @@ impl TestNode {
 
     /// Tasks of a service as JSON objects (all, history included).
     pub fn tasks(&self, service: &str) -> Vec<Value> {
-        let out = self.ctl(&["--format", "json", "task", "ls", "--all", "--service", service]).ok();
+        let out = self
+            .ctl(&[
+                "--format",
+                "json",
+                "task",
+                "ls",
+                "--all",
+                "--service",
+                service,
+            ])
+            .ok();
         out.json().as_array().cloned().unwrap_or_default()
     }
 
@@ -160,7 +188,9 @@ impl TestNode {
 
     /// The pid of a task's process, from the executor's files in the state directory.
     pub fn task_pid(&self, task_id: &str) -> Option<i32> {
-        let text = std::fs::read_to_string(self.state_dir().join("tasks").join(task_id).join("pid")).ok()?;
+        let text =
+            std::fs::read_to_string(self.state_dir().join("tasks").join(task_id).join("pid"))
+                .ok()?;
         text.split_whitespace().next()?.parse().ok()
     }
 
@@ -171,7 +201,9 @@ impl TestNode {
 
     /// Every task process this node started that is still alive.
     pub fn live_task_pids(&self) -> Vec<i32> {
-        let Ok(entries) = std::fs::read_dir(self.state_dir().join("tasks")) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(self.state_dir().join("tasks")) else {
+            return Vec::new();
+        };
         entries
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str().and_then(|id| self.task_pid(id)))
@@ -183,7 +215,12 @@ impl TestNode {
 /// Whether a process exists and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|rest| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }
@@ -191,7 +228,12 @@ pub fn process_alive(pid: i32) -> bool {
 /// The command line of a process.
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " ").trim().to_string())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace('\0', " ")
+                .trim()
+                .to_string()
+        })
         .unwrap_or_default()
 }
 
@@ -201,7 +243,9 @@ impl Drop for TestNode {
         let pids = self.live_task_pids();
         self.kill9();
         for pid in pids {
-            let _ = Command::new("kill").args(["-9", &format!("-{pid}")]).status();
+            let _ = Command::new("kill")
+                .args(["-9", &format!("-{pid}")])
+                .status();
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }

@@ -5,11 +5,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let name = entry.file_name();
@@ -32,13 +37,25 @@ fn every_rust_file_starts_with_a_doc_line() {
     for dir in ["host", "plugins", "tests"] {
         rust_files(&root.join(dir), &mut files);
     }
-    assert!(files.len() > 50, "found only {} files: is the walk broken?", files.len());
+    assert!(
+        files.len() > 50,
+        "found only {} files: is the walk broken?",
+        files.len()
+    );
     let missing: Vec<String> = files
         .iter()
-        .filter(|f| !std::fs::read_to_string(f).unwrap_or_default().starts_with("//!"))
+        .filter(|f| {
+            !std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .starts_with("//!")
+        })
         .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` line:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line:\n{}",
+        missing.join("\n")
+    );
 }
 
 /// Internal (`swarm-*`, binaries) dependencies of each host crate, from its Cargo.toml's
@@ -91,18 +108,37 @@ fn crate_dependencies_follow_the_architecture() {
         ("swarm-raft", &[][..]),
         ("swarm-plugin-artifacts", &[][..]),
         ("swarm-plugin-host", &["swarm-types"][..]),
-        ("swarm-manager", &["swarm-types", "swarm-proto", "swarm-store", "swarm-raft", "swarm-plugin-host"][..]),
-        ("swarm-agent", &["swarm-types", "swarm-proto", "swarm-plugin-host"][..]),
+        (
+            "swarm-manager",
+            &[
+                "swarm-types",
+                "swarm-proto",
+                "swarm-store",
+                "swarm-raft",
+                "swarm-plugin-host",
+            ][..],
+        ),
+        (
+            "swarm-agent",
+            &["swarm-types", "swarm-proto", "swarm-plugin-host"][..],
+        ),
         (
             "swarm-node",
-            &["swarm-types", "swarm-manager", "swarm-agent", "swarm-plugin-host", "swarm-plugin-artifacts"][..],
+            &[
+                "swarm-types",
+                "swarm-manager",
+                "swarm-agent",
+                "swarm-plugin-host",
+                "swarm-plugin-artifacts",
+            ][..],
         ),
         ("swarmd", &["swarm-node"][..]),
         ("swarmctl", &["swarm-types", "swarm-proto"][..]),
     ]);
     let deps = internal_deps();
     assert!(
-        deps.get("swarm-manager").is_some_and(|d| d.contains("swarm-raft")),
+        deps.get("swarm-manager")
+            .is_some_and(|d| d.contains("swarm-raft")),
         "manifests not parsed as expected: {deps:?}"
     );
     let mut violations = Vec::new();
@@ -116,7 +152,9 @@ fn crate_dependencies_follow_the_architecture() {
             continue;
         }
         let Some(ok) = allowed.get(krate.as_str()) else {
-            violations.push(format!("{krate} is not in the architecture's table: add it to ARCHITECTURE.md and here"));
+            violations.push(format!(
+                "{krate} is not in the architecture's table: add it to ARCHITECTURE.md and here"
+            ));
             continue;
         };
         for d in used {

@@ -332,18 +332,19 @@ impl Orchestrator {
                 continue;
             }
             // A dead task: restart by policy.
-            if task.status.state.is_terminal() && task.desired_state == TaskState::Running {
-                if self.should_restart(&service, key, task, now) {
-                    plan.desired.push((task.clone(), TaskState::Shutdown));
-                    let delay = service.spec.task.restart.delay;
-                    let desired = if delay.is_zero() { TaskState::Running } else { TaskState::Ready };
-                    plan.create.push(new_task(&service, key, now, desired));
-                    plan.restarted.push(key.clone());
-                    if !delay.is_zero() {
-                        plan.wake_at = earliest(plan.wake_at, Some(now.plus(delay)));
-                    }
-                    info!(service = %service.name(), task_id = %task.id, state = %task.status.state, "restarting task");
+            if task.status.state.is_terminal()
+                && task.desired_state == TaskState::Running
+                && self.should_restart(&service, key, task, now)
+            {
+                plan.desired.push((task.clone(), TaskState::Shutdown));
+                let delay = service.spec.task.restart.delay;
+                let desired = if delay.is_zero() { TaskState::Running } else { TaskState::Ready };
+                plan.create.push(new_task(&service, key, now, desired));
+                plan.restarted.push(key.clone());
+                if !delay.is_zero() {
+                    plan.wake_at = earliest(plan.wake_at, Some(now.plus(delay)));
                 }
+                info!(service = %service.name(), task_id = %task.id, state = %task.status.state, "restarting task");
             }
         }
         self.reap(&tasks, &nodes, history_limit, &mut plan);

@@ -37,13 +37,19 @@ pub enum NodeError {
     #[error("state directory {path}: {message}")]
     StateDir { path: String, message: String },
     #[error("plugin {name}: {source}")]
-    Plugin { name: String, source: swarm_plugin_host::PluginError },
+    Plugin {
+        name: String,
+        source: swarm_plugin_host::PluginError,
+    },
     #[error("manager: {0}")]
     Manager(#[from] swarm_manager::ManagerError),
     #[error("agent: {0}")]
     Agent(#[from] swarm_agent::AgentError),
     #[error("binding the remote API on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Run the node until `cancel` fires: a one-manager cluster whose agent runs in the same process.
@@ -59,22 +65,35 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         call_deadline: PLUGIN_CALL_DEADLINE,
         memory_limit_bytes: PLUGIN_MEMORY_LIMIT,
     })
-    .map_err(|source| NodeError::Plugin { name: "host".into(), source })?;
+    .map_err(|source| NodeError::Plugin {
+        name: "host".into(),
+        source,
+    })?;
     let scheduler = host
         .load_scheduler("default", swarm_plugin_artifacts::SCHEDULER)
-        .map_err(|source| NodeError::Plugin { name: "scheduler default".into(), source })?;
+        .map_err(|source| NodeError::Plugin {
+            name: "scheduler default".into(),
+            source,
+        })?;
     let (executor_name, executor_bytes) = config.executor.component()?;
     let executor = host
         .load_executor(&executor_name, &executor_bytes)
-        .map_err(|source| NodeError::Plugin { name: format!("executor {executor_name}"), source })?;
+        .map_err(|source| NodeError::Plugin {
+            name: format!("executor {executor_name}"),
+            source,
+        })?;
     info!(executor = %executor_name, "executor loaded");
 
     let listener = tokio::net::TcpListener::bind(config.listen_remote_api)
         .await
-        .map_err(|source| NodeError::Listen { addr: config.listen_remote_api.to_string(), source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| NodeError::Listen { addr: config.listen_remote_api.to_string(), source })?;
+        .map_err(|source| NodeError::Listen {
+            addr: config.listen_remote_api.to_string(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| NodeError::Listen {
+        addr: config.listen_remote_api.to_string(),
+        source,
+    })?;
     let advertise = config.advertise_addr(bound);
 
     let manager = Manager::start(
@@ -120,15 +139,25 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
 
 /// What this machine reports about itself.
 fn describe(hostname: &str, executor: &str) -> NodeDescription {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     NodeDescription {
         hostname: hostname.to_string(),
-        platform: Platform { os: std::env::consts::OS.to_string(), arch: std::env::consts::ARCH.to_string() },
+        platform: Platform {
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+        },
         resources: Resources {
-            nano_cpus: i64::try_from(cpus).unwrap_or(1).saturating_mul(1_000_000_000),
+            nano_cpus: i64::try_from(cpus)
+                .unwrap_or(1)
+                .saturating_mul(1_000_000_000),
             memory_bytes: total_memory_bytes(),
         },
-        engine: EngineDescription { version: env!("CARGO_PKG_VERSION").to_string(), ..Default::default() },
+        engine: EngineDescription {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        },
         executor: executor.to_string(),
         runtimes: Vec::new(),
     }
@@ -150,4 +179,3 @@ fn total_memory_bytes() -> i64 {
 pub fn embedded_executors() -> &'static [(&'static str, &'static [u8])] {
     &[("default", swarm_plugin_artifacts::EXECUTOR_DEFAULT)]
 }
-

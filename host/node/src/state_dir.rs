@@ -18,7 +18,10 @@ impl StateDir {
     /// Create (mode 0700) or open the directory and take its lock; a second swarmd on the same
     /// directory is refused.
     pub fn open(path: &Path) -> Result<Self, NodeError> {
-        let err = |message: String| NodeError::StateDir { path: path.display().to_string(), message };
+        let err = |message: String| NodeError::StateDir {
+            path: path.display().to_string(),
+            message,
+        };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -34,12 +37,18 @@ impl StateDir {
         match lock.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(err("another swarmd is using it; stop that one or choose another --state-dir".into()));
+                return Err(err(
+                    "another swarmd is using it; stop that one or choose another --state-dir"
+                        .into(),
+                ));
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(err(format!("locking: {e}"))),
         }
         let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700));
-        Ok(Self { path: path.to_path_buf(), _lock: lock })
+        Ok(Self {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -49,12 +58,17 @@ impl StateDir {
     /// This node's id: read from `node-id`, or generated and written (fsync'd) the first time.
     pub fn node_id(&self) -> Result<String, NodeError> {
         let file = self.path.join("node-id");
-        let err = |message: String| NodeError::StateDir { path: file.display().to_string(), message };
+        let err = |message: String| NodeError::StateDir {
+            path: file.display().to_string(),
+            message,
+        };
         match std::fs::read_to_string(&file) {
             Ok(text) => {
                 let id = text.trim().to_string();
                 if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric()) {
-                    return Err(err(format!("holds {id:?}, not a node id; restore it or remove the state directory")));
+                    return Err(err(format!(
+                        "holds {id:?}, not a node id; restore it or remove the state directory"
+                    )));
                 }
                 Ok(id)
             }
@@ -62,7 +76,9 @@ impl StateDir {
                 let id = swarm_types::new_id();
                 let tmp = self.path.join("node-id.tmp");
                 let mut f = File::create(&tmp).map_err(|e| err(format!("writing: {e}")))?;
-                f.write_all(id.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| err(format!("writing: {e}")))?;
+                f.write_all(id.as_bytes())
+                    .and_then(|_| f.sync_all())
+                    .map_err(|e| err(format!("writing: {e}")))?;
                 std::fs::rename(&tmp, &file).map_err(|e| err(format!("writing: {e}")))?;
                 Ok(id)
             }
@@ -83,7 +99,10 @@ mod tests {
         let id = first.node_id().expect("id");
         assert_eq!(first.node_id().expect("id again"), id);
         let second = StateDir::open(&path).expect_err("second open must be refused");
-        assert!(second.to_string().contains("another swarmd is using it"), "{second}");
+        assert!(
+            second.to_string().contains("another swarmd is using it"),
+            "{second}"
+        );
         drop(first);
         let reopened = StateDir::open(&path).expect("reopen after release");
         assert_eq!(reopened.node_id().expect("id after reopen"), id);

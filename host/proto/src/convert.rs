@@ -16,7 +16,10 @@ pub struct ConversionError {
 
 impl ConversionError {
     fn missing(field: &str) -> Self {
-        Self { field: field.to_string(), message: "is required".to_string() }
+        Self {
+            field: field.to_string(),
+            message: "is required".to_string(),
+        }
     }
 }
 
@@ -31,7 +34,11 @@ pub fn timestamp_to_pb(ts: t::Timestamp) -> prost_types::Timestamp {
 
 pub fn timestamp_from_pb(ts: Option<prost_types::Timestamp>) -> t::Timestamp {
     let ts = ts.unwrap_or_default();
-    t::Timestamp::from_unix_nanos(ts.seconds.saturating_mul(1_000_000_000).saturating_add(i64::from(ts.nanos)))
+    t::Timestamp::from_unix_nanos(
+        ts.seconds
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(ts.nanos)),
+    )
 }
 
 pub fn duration_to_pb(d: Duration) -> prost_types::Duration {
@@ -45,9 +52,15 @@ pub fn duration_to_pb(d: Duration) -> prost_types::Duration {
 pub fn duration_from_pb(field: &str, d: Option<prost_types::Duration>) -> Result<Duration> {
     let d = d.unwrap_or_default();
     if d.seconds < 0 || d.nanos < 0 {
-        return Err(ConversionError { field: field.to_string(), message: "must not be negative".to_string() });
+        return Err(ConversionError {
+            field: field.to_string(),
+            message: "must not be negative".to_string(),
+        });
     }
-    Ok(Duration::new(d.seconds.unsigned_abs(), d.nanos.unsigned_abs()))
+    Ok(Duration::new(
+        d.seconds.unsigned_abs(),
+        d.nanos.unsigned_abs(),
+    ))
 }
 
 fn meta_to_pb(m: t::Meta) -> pb::Meta {
@@ -60,34 +73,56 @@ fn meta_to_pb(m: t::Meta) -> pb::Meta {
 
 fn meta_from_pb(m: Option<pb::Meta>) -> t::Meta {
     let m = m.unwrap_or_default();
-    t::Meta { version: m.version, created_at: timestamp_from_pb(m.created_at), updated_at: timestamp_from_pb(m.updated_at) }
+    t::Meta {
+        version: m.version,
+        created_at: timestamp_from_pb(m.created_at),
+        updated_at: timestamp_from_pb(m.updated_at),
+    }
 }
 
 fn annotations_to_pb(a: t::Annotations) -> pb::Annotations {
-    pb::Annotations { name: a.name, labels: a.labels.into_iter().collect() }
+    pb::Annotations {
+        name: a.name,
+        labels: a.labels.into_iter().collect(),
+    }
 }
 
 fn annotations_from_pb(a: Option<pb::Annotations>) -> t::Annotations {
     let a = a.unwrap_or_default();
-    t::Annotations { name: a.name, labels: a.labels.into_iter().collect() }
+    t::Annotations {
+        name: a.name,
+        labels: a.labels.into_iter().collect(),
+    }
 }
 
 fn resources_to_pb(r: t::Resources) -> pb::Resources {
-    pb::Resources { nano_cpus: r.nano_cpus, memory_bytes: r.memory_bytes }
+    pb::Resources {
+        nano_cpus: r.nano_cpus,
+        memory_bytes: r.memory_bytes,
+    }
 }
 
 fn resources_from_pb(r: Option<pb::Resources>) -> t::Resources {
     let r = r.unwrap_or_default();
-    t::Resources { nano_cpus: r.nano_cpus, memory_bytes: r.memory_bytes }
+    t::Resources {
+        nano_cpus: r.nano_cpus,
+        memory_bytes: r.memory_bytes,
+    }
 }
 
 fn platform_to_pb(p: t::Platform) -> pb::Platform {
-    pb::Platform { os: p.os, arch: p.arch }
+    pb::Platform {
+        os: p.os,
+        arch: p.arch,
+    }
 }
 
 fn platform_from_pb(p: Option<pb::Platform>) -> t::Platform {
     let p = p.unwrap_or_default();
-    t::Platform { os: p.os, arch: p.arch }
+    t::Platform {
+        os: p.os,
+        arch: p.arch,
+    }
 }
 
 // ---- enums -------------------------------------------------------------------------------
@@ -114,7 +149,10 @@ fn role_from_pb(field: &str, v: i32) -> Result<t::NodeRole> {
 }
 
 fn unknown_enum(field: &str, v: i32) -> ConversionError {
-    ConversionError { field: field.to_string(), message: format!("unknown value {v}") }
+    ConversionError {
+        field: field.to_string(),
+        message: format!("unknown value {v}"),
+    }
 }
 
 impl From<t::TaskState> for pb::TaskState {
@@ -165,7 +203,9 @@ impl From<pb::TaskState> for t::TaskState {
 
 /// A task state from its wire value, naming `field` if the value is unknown.
 pub(crate) fn task_state_from_pb(field: &str, v: i32) -> Result<t::TaskState> {
-    pb::TaskState::try_from(v).map(Into::into).map_err(|_| unknown_enum(field, v))
+    pb::TaskState::try_from(v)
+        .map(Into::into)
+        .map_err(|_| unknown_enum(field, v))
 }
 
 impl pb::TaskState {
@@ -305,7 +345,10 @@ impl TryFrom<pb::Node> for t::Node {
         Ok(t::Node {
             id: n.id,
             meta: meta_from_pb(n.meta),
-            spec: n.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec: n
+                .spec
+                .ok_or_else(|| ConversionError::missing("spec"))?
+                .try_into()?,
             role: role_from_pb("role", n.role)?,
             description: n.description.map(Into::into),
             status: t::NodeStatus {
@@ -339,9 +382,11 @@ impl From<t::TaskSpec> for pb::TaskSpec {
                 env: p.env,
                 dir: p.dir,
             }),
-            t::Runtime::Wasi(w) => {
-                pb::task_spec::Runtime::Wasi(pb::WasiSpec { module: w.module, args: w.args, env: w.env })
-            }
+            t::Runtime::Wasi(w) => pb::task_spec::Runtime::Wasi(pb::WasiSpec {
+                module: w.module,
+                args: w.args,
+                env: w.env,
+            }),
         };
         pb::TaskSpec {
             runtime: Some(runtime),
@@ -361,7 +406,12 @@ impl From<t::TaskSpec> for pb::TaskSpec {
             }),
             placement: Some(pb::Placement {
                 constraints: s.placement.constraints,
-                platforms: s.placement.platforms.into_iter().map(platform_to_pb).collect(),
+                platforms: s
+                    .placement
+                    .platforms
+                    .into_iter()
+                    .map(platform_to_pb)
+                    .collect(),
                 max_replicas: s.placement.max_replicas,
             }),
             force_update: s.force_update,
@@ -373,12 +423,17 @@ impl TryFrom<pb::TaskSpec> for t::TaskSpec {
     type Error = ConversionError;
     fn try_from(s: pb::TaskSpec) -> Result<Self> {
         let runtime = match s.runtime {
-            Some(pb::task_spec::Runtime::Process(p)) => {
-                t::Runtime::Process(t::ProcessSpec { command: p.command, args: p.args, env: p.env, dir: p.dir })
-            }
-            Some(pb::task_spec::Runtime::Wasi(w)) => {
-                t::Runtime::Wasi(t::WasiSpec { module: w.module, args: w.args, env: w.env })
-            }
+            Some(pb::task_spec::Runtime::Process(p)) => t::Runtime::Process(t::ProcessSpec {
+                command: p.command,
+                args: p.args,
+                env: p.env,
+                dir: p.dir,
+            }),
+            Some(pb::task_spec::Runtime::Wasi(w)) => t::Runtime::Wasi(t::WasiSpec {
+                module: w.module,
+                args: w.args,
+                env: w.env,
+            }),
             None => {
                 return Err(ConversionError {
                     field: "spec.task.runtime".to_string(),
@@ -411,7 +466,11 @@ impl TryFrom<pb::TaskSpec> for t::TaskSpec {
             restart,
             placement: t::Placement {
                 constraints: placement.constraints,
-                platforms: placement.platforms.into_iter().map(|p| platform_from_pb(Some(p))).collect(),
+                platforms: placement
+                    .platforms
+                    .into_iter()
+                    .map(|p| platform_from_pb(Some(p)))
+                    .collect(),
                 max_replicas: placement.max_replicas,
             },
             force_update: s.force_update,
@@ -439,9 +498,14 @@ impl TryFrom<pb::ServiceSpec> for t::ServiceSpec {
     fn try_from(s: pb::ServiceSpec) -> Result<Self> {
         Ok(t::ServiceSpec {
             annotations: annotations_from_pb(s.annotations),
-            task: s.task.ok_or_else(|| ConversionError::missing("spec.task"))?.try_into()?,
+            task: s
+                .task
+                .ok_or_else(|| ConversionError::missing("spec.task"))?
+                .try_into()?,
             mode: match s.mode {
-                Some(pb::service_spec::Mode::Replicated(r)) => t::ServiceMode::Replicated { replicas: r.replicas },
+                Some(pb::service_spec::Mode::Replicated(r)) => t::ServiceMode::Replicated {
+                    replicas: r.replicas,
+                },
                 Some(pb::service_spec::Mode::Global(_)) => t::ServiceMode::Global,
                 None => t::ServiceMode::Replicated { replicas: 1 },
             },
@@ -451,7 +515,12 @@ impl TryFrom<pb::ServiceSpec> for t::ServiceSpec {
 
 impl From<t::Service> for pb::Service {
     fn from(s: t::Service) -> Self {
-        pb::Service { id: s.id, meta: Some(meta_to_pb(s.meta)), spec: Some(s.spec.into()), spec_version: s.spec_version }
+        pb::Service {
+            id: s.id,
+            meta: Some(meta_to_pb(s.meta)),
+            spec: Some(s.spec.into()),
+            spec_version: s.spec_version,
+        }
     }
 }
 
@@ -461,7 +530,10 @@ impl TryFrom<pb::Service> for t::Service {
         Ok(t::Service {
             id: s.id,
             meta: meta_from_pb(s.meta),
-            spec: s.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec: s
+                .spec
+                .ok_or_else(|| ConversionError::missing("spec"))?
+                .try_into()?,
             spec_version: s.spec_version,
         })
     }
@@ -476,7 +548,10 @@ impl From<t::TaskStatus> for pb::TaskStatus {
             timestamp: Some(timestamp_to_pb(s.timestamp)),
             message: s.message,
             err: s.err,
-            exit: s.exit.map(|e| pb::ExitInfo { code: e.code, signal: e.signal }),
+            exit: s.exit.map(|e| pb::ExitInfo {
+                code: e.code,
+                signal: e.signal,
+            }),
         }
     }
 }
@@ -489,7 +564,10 @@ impl TryFrom<pb::TaskStatus> for t::TaskStatus {
             timestamp: timestamp_from_pb(s.timestamp),
             message: s.message,
             err: s.err,
-            exit: s.exit.map(|e| t::ExitInfo { code: e.code, signal: e.signal }),
+            exit: s.exit.map(|e| t::ExitInfo {
+                code: e.code,
+                signal: e.signal,
+            }),
         })
     }
 }
@@ -521,7 +599,10 @@ impl TryFrom<pb::Task> for t::Task {
             service_id: task.service_id,
             slot: task.slot,
             node_id: task.node_id,
-            spec: task.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec: task
+                .spec
+                .ok_or_else(|| ConversionError::missing("spec"))?
+                .try_into()?,
             spec_version: task.spec_version,
             desired_state: task_state_from_pb("desired_state", task.desired_state)?,
             status: task.status.unwrap_or_default().try_into()?,
@@ -555,16 +636,25 @@ impl From<t::ClusterSpec> for pb::ClusterSpec {
 impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
     type Error = ConversionError;
     fn try_from(s: pb::ClusterSpec) -> Result<Self> {
-        let orchestration = s.orchestration.ok_or_else(|| ConversionError::missing("spec.orchestration"))?;
-        let dispatcher = s.dispatcher.ok_or_else(|| ConversionError::missing("spec.dispatcher"))?;
-        let raft = s.raft.ok_or_else(|| ConversionError::missing("spec.raft"))?;
+        let orchestration = s
+            .orchestration
+            .ok_or_else(|| ConversionError::missing("spec.orchestration"))?;
+        let dispatcher = s
+            .dispatcher
+            .ok_or_else(|| ConversionError::missing("spec.dispatcher"))?;
+        let raft = s
+            .raft
+            .ok_or_else(|| ConversionError::missing("spec.raft"))?;
         Ok(t::ClusterSpec {
             annotations: annotations_from_pb(s.annotations),
             orchestration: t::OrchestrationConfig {
                 task_history_retention_limit: orchestration.task_history_retention_limit,
             },
             dispatcher: t::DispatcherConfig {
-                heartbeat_period: duration_from_pb("spec.dispatcher.heartbeat_period", dispatcher.heartbeat_period)?,
+                heartbeat_period: duration_from_pb(
+                    "spec.dispatcher.heartbeat_period",
+                    dispatcher.heartbeat_period,
+                )?,
                 grace_multiplier: dispatcher.grace_multiplier,
             },
             raft: t::RaftConfigSpec {
@@ -579,7 +669,11 @@ impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
 
 impl From<t::Cluster> for pb::Cluster {
     fn from(c: t::Cluster) -> Self {
-        pb::Cluster { id: c.id, meta: Some(meta_to_pb(c.meta)), spec: Some(c.spec.into()) }
+        pb::Cluster {
+            id: c.id,
+            meta: Some(meta_to_pb(c.meta)),
+            spec: Some(c.spec.into()),
+        }
     }
 }
 
@@ -589,7 +683,10 @@ impl TryFrom<pb::Cluster> for t::Cluster {
         Ok(t::Cluster {
             id: c.id,
             meta: meta_from_pb(c.meta),
-            spec: c.spec.ok_or_else(|| ConversionError::missing("spec"))?.try_into()?,
+            spec: c
+                .spec
+                .ok_or_else(|| ConversionError::missing("spec"))?
+                .try_into()?,
         })
     }
 }
@@ -601,8 +698,15 @@ mod tests {
     fn task() -> t::Task {
         t::Task {
             id: "t1".into(),
-            meta: t::Meta { version: 7, created_at: t::Timestamp::from_unix_nanos(1_500_000_123), updated_at: t::Timestamp::now() },
-            annotations: t::Annotations { name: "web.1".into(), labels: [("a".to_string(), "b".to_string())].into() },
+            meta: t::Meta {
+                version: 7,
+                created_at: t::Timestamp::from_unix_nanos(1_500_000_123),
+                updated_at: t::Timestamp::now(),
+            },
+            annotations: t::Annotations {
+                name: "web.1".into(),
+                labels: [("a".to_string(), "b".to_string())].into(),
+            },
             service_id: "s1".into(),
             slot: 1,
             node_id: "n1".into(),
@@ -614,8 +718,14 @@ mod tests {
                     dir: Some("/tmp".into()),
                 }),
                 resources: t::ResourceRequirements {
-                    limits: t::Resources { nano_cpus: 2, memory_bytes: 3 },
-                    reservations: t::Resources { nano_cpus: 1, memory_bytes: 2 },
+                    limits: t::Resources {
+                        nano_cpus: 2,
+                        memory_bytes: 3,
+                    },
+                    reservations: t::Resources {
+                        nano_cpus: 1,
+                        memory_bytes: 2,
+                    },
                 },
                 restart: t::RestartPolicy {
                     condition: t::RestartCondition::OnFailure,
@@ -625,7 +735,10 @@ mod tests {
                 },
                 placement: t::Placement {
                     constraints: vec!["node.role==manager".into()],
-                    platforms: vec![t::Platform { os: "linux".into(), arch: "x86_64".into() }],
+                    platforms: vec![t::Platform {
+                        os: "linux".into(),
+                        arch: "x86_64".into(),
+                    }],
                     max_replicas: 2,
                 },
                 force_update: 4,
@@ -637,7 +750,10 @@ mod tests {
                 timestamp: t::Timestamp::now(),
                 message: "exited".into(),
                 err: "code 3".into(),
-                exit: Some(t::ExitInfo { code: 3, signal: None }),
+                exit: Some(t::ExitInfo {
+                    code: 3,
+                    signal: None,
+                }),
             },
         }
     }
@@ -645,22 +761,45 @@ mod tests {
     #[test]
     fn task_round_trips() {
         let original = task();
-        let back: t::Task = pb::Task::from(original.clone()).try_into().expect("convert back");
+        let back: t::Task = pb::Task::from(original.clone())
+            .try_into()
+            .expect("convert back");
         assert_eq!(back, original);
     }
 
     #[test]
     fn cluster_and_node_round_trip() {
-        let cluster = t::Cluster { id: "c".into(), meta: Default::default(), spec: t::ClusterSpec::with_defaults() };
-        let back: t::Cluster = pb::Cluster::from(cluster.clone()).try_into().expect("cluster");
+        let cluster = t::Cluster {
+            id: "c".into(),
+            meta: Default::default(),
+            spec: t::ClusterSpec::with_defaults(),
+        };
+        let back: t::Cluster = pb::Cluster::from(cluster.clone())
+            .try_into()
+            .expect("cluster");
         assert_eq!(back, cluster);
         let node = t::Node {
             id: "n".into(),
-            spec: t::NodeSpec { availability: t::Availability::Drain, ..Default::default() },
+            spec: t::NodeSpec {
+                availability: t::Availability::Drain,
+                ..Default::default()
+            },
             role: t::NodeRole::Manager,
-            description: Some(t::NodeDescription { hostname: "h".into(), runtimes: vec!["process".into()], ..Default::default() }),
-            status: t::NodeStatus { state: t::NodeState::Ready, ..Default::default() },
-            manager_status: Some(t::ManagerStatus { raft_id: 1, addr: "a".into(), leader: true, reachability: t::Reachability::Reachable }),
+            description: Some(t::NodeDescription {
+                hostname: "h".into(),
+                runtimes: vec!["process".into()],
+                ..Default::default()
+            }),
+            status: t::NodeStatus {
+                state: t::NodeState::Ready,
+                ..Default::default()
+            },
+            manager_status: Some(t::ManagerStatus {
+                raft_id: 1,
+                addr: "a".into(),
+                leader: true,
+                reachability: t::Reachability::Reachable,
+            }),
             ..Default::default()
         };
         let back: t::Node = pb::Node::from(node.clone()).try_into().expect("node");
@@ -678,11 +817,27 @@ mod tests {
         let err = t::ServiceSpec::try_from(spec.clone()).expect_err("no runtime");
         assert_eq!(err.field, "spec.task.runtime");
         spec.task = None;
-        assert_eq!(t::ServiceSpec::try_from(spec).expect_err("no task").to_string(), "spec.task: is required");
+        assert_eq!(
+            t::ServiceSpec::try_from(spec)
+                .expect_err("no task")
+                .to_string(),
+            "spec.task: is required"
+        );
         let mut status = pb::TaskStatus::from(task().status);
         status.state = 5;
-        assert_eq!(t::TaskStatus::try_from(status).expect_err("bad state").to_string(), "status.state: unknown value 5");
-        let neg = duration_from_pb("spec.task.restart.delay", Some(prost_types::Duration { seconds: -1, nanos: 0 }));
+        assert_eq!(
+            t::TaskStatus::try_from(status)
+                .expect_err("bad state")
+                .to_string(),
+            "status.state: unknown value 5"
+        );
+        let neg = duration_from_pb(
+            "spec.task.restart.delay",
+            Some(prost_types::Duration {
+                seconds: -1,
+                nanos: 0,
+            }),
+        );
         assert_eq!(neg.expect_err("negative").field, "spec.task.restart.delay");
     }
 }

@@ -17,4 +17,6 @@ pub mod pb {
     pub use crate::generated::*;
 }
 
-pub use convert::{ConversionError, duration_from_pb, duration_to_pb, timestamp_from_pb, timestamp_to_pb};
+pub use convert::{
+    ConversionError, duration_from_pb, duration_to_pb, timestamp_from_pb, timestamp_to_pb,
+};

@@ -59,7 +59,10 @@ fn main() -> std::process::ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directives)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -76,7 +79,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "localhost".to_string()),
     };
-    let control_socket = args.listen_control_api.unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
+    let control_socket = args
+        .listen_control_api
+        .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
     let config = NodeConfig {
         state_dir: args.state_dir,
         hostname,
@@ -88,15 +93,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         election_tick: args.election_tick,
         executor: ExecutorChoice::parse(&args.executor),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
     runtime.block_on(async move {
         let cancel = CancellationToken::new();
         let signals = cancel.clone();
         tokio::spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -104,6 +113,8 @@ fn run(args: Args) -> anyhow::Result<()> {
             info!("signal received; shutting down (tasks keep running and are adopted on restart)");
             signals.cancel();
         });
-        swarm_node::run(config, cancel).await.context("running the node")
+        swarm_node::run(config, cancel)
+            .await
+            .context("running the node")
     })
 }

@@ -45,9 +45,17 @@ impl ClusterSpec {
     /// SwarmKit's defaults: 5 old tasks per slot, 5 s heartbeats, grace multiplier 3.
     pub fn with_defaults() -> Self {
         Self {
-            annotations: Annotations { name: DEFAULT_CLUSTER_NAME.to_string(), labels: Default::default() },
-            orchestration: OrchestrationConfig { task_history_retention_limit: 5 },
-            dispatcher: DispatcherConfig { heartbeat_period: Duration::from_secs(5), grace_multiplier: 3 },
+            annotations: Annotations {
+                name: DEFAULT_CLUSTER_NAME.to_string(),
+                labels: Default::default(),
+            },
+            orchestration: OrchestrationConfig {
+                task_history_retention_limit: 5,
+            },
+            dispatcher: DispatcherConfig {
+                heartbeat_period: Duration::from_secs(5),
+                grace_multiplier: 3,
+            },
             raft: RaftConfigSpec {
                 snapshot_interval: 10_000,
                 log_entries_for_slow_followers: 500,
@@ -59,13 +67,22 @@ impl ClusterSpec {
 
     pub fn validate(&self) -> Result<(), ValidationError> {
         if self.dispatcher.heartbeat_period < Duration::from_millis(100) {
-            return Err(ValidationError::new("spec.dispatcher.heartbeat_period", "must be at least 100ms"));
+            return Err(ValidationError::new(
+                "spec.dispatcher.heartbeat_period",
+                "must be at least 100ms",
+            ));
         }
         if self.dispatcher.heartbeat_period > Duration::from_secs(3600) {
-            return Err(ValidationError::new("spec.dispatcher.heartbeat_period", "must be at most 1h"));
+            return Err(ValidationError::new(
+                "spec.dispatcher.heartbeat_period",
+                "must be at most 1h",
+            ));
         }
         if self.dispatcher.grace_multiplier == 0 {
-            return Err(ValidationError::new("spec.dispatcher.grace_multiplier", "must be >= 1"));
+            return Err(ValidationError::new(
+                "spec.dispatcher.grace_multiplier",
+                "must be >= 1",
+            ));
         }
         if self.orchestration.task_history_retention_limit > 1000 {
             return Err(ValidationError::new(
@@ -74,7 +91,10 @@ impl ClusterSpec {
             ));
         }
         if self.raft.election_tick <= self.raft.heartbeat_tick {
-            return Err(ValidationError::new("spec.raft.election_tick", "must be greater than heartbeat_tick"));
+            return Err(ValidationError::new(
+                "spec.raft.election_tick",
+                "must be greater than heartbeat_tick",
+            ));
         }
         Ok(())
     }

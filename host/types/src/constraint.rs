@@ -48,7 +48,9 @@ impl FromStr for Constraint {
         let key = key.trim().to_ascii_lowercase();
         let value = value.trim().to_string();
         let known = FIXED_KEYS.contains(&key.as_str())
-            || PREFIX_KEYS.iter().any(|p| key.starts_with(p) && key.len() > p.len());
+            || PREFIX_KEYS
+                .iter()
+                .any(|p| key.starts_with(p) && key.len() > p.len());
         if !known {
             return Err(format!(
                 "{expr:?}: unknown key {key:?}; use one of {}, node.labels.<name>, engine.labels.<name>",
@@ -93,9 +95,20 @@ impl Constraint {
             "node.platform.arch" => desc.map(|d| d.platform.arch.as_str()),
             key => {
                 if let Some(label) = key.strip_prefix("node.labels.") {
-                    node.spec.annotations.labels.iter().find(|(k, _)| k.eq_ignore_ascii_case(label)).map(|(_, v)| v.as_str())
+                    node.spec
+                        .annotations
+                        .labels
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case(label))
+                        .map(|(_, v)| v.as_str())
                 } else if let Some(label) = key.strip_prefix("engine.labels.") {
-                    desc.and_then(|d| d.engine.labels.iter().find(|(k, _)| k.eq_ignore_ascii_case(label)).map(|(_, v)| v.as_str()))
+                    desc.and_then(|d| {
+                        d.engine
+                            .labels
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(label))
+                            .map(|(_, v)| v.as_str())
+                    })
                 } else {
                     None
                 }
@@ -111,7 +124,9 @@ impl Constraint {
 
 /// Whether `node` satisfies every expression (expressions that do not parse never match).
 pub fn node_satisfies(node: &Node, exprs: &[String]) -> bool {
-    exprs.iter().all(|e| e.parse::<Constraint>().is_ok_and(|c| c.matches(node)))
+    exprs
+        .iter()
+        .all(|e| e.parse::<Constraint>().is_ok_and(|c| c.matches(node)))
 }
 
 pub(crate) fn check_constraints(field: &str, exprs: &[String]) -> Result<(), ValidationError> {
@@ -155,11 +170,21 @@ mod match_tests {
 
     #[test]
     fn matches_node_attributes() {
-        let mut node = Node { id: "n1".into(), role: NodeRole::Manager, ..Default::default() };
-        node.spec.annotations.labels.insert("zone".into(), "east".into());
+        let mut node = Node {
+            id: "n1".into(),
+            role: NodeRole::Manager,
+            ..Default::default()
+        };
+        node.spec
+            .annotations
+            .labels
+            .insert("zone".into(), "east".into());
         node.description = Some(NodeDescription {
             hostname: "h1".into(),
-            platform: Platform { os: "linux".into(), arch: "x86_64".into() },
+            platform: Platform {
+                os: "linux".into(),
+                arch: "x86_64".into(),
+            },
             ..Default::default()
         });
         let cases = [

@@ -17,9 +17,12 @@ mod service;
 mod task;
 mod validate;
 
-pub use cluster::{DEFAULT_CLUSTER_NAME, Cluster, ClusterSpec, DispatcherConfig, OrchestrationConfig, RaftConfigSpec};
+pub use cluster::{
+    Cluster, ClusterSpec, DEFAULT_CLUSTER_NAME, DispatcherConfig, OrchestrationConfig,
+    RaftConfigSpec,
+};
 pub use constraint::{Constraint, ConstraintOp, node_satisfies};
-pub use id::{new_id, ID_LEN};
+pub use id::{ID_LEN, new_id};
 pub use meta::{Annotations, Meta, Timestamp};
 pub use node::{
     Availability, EngineDescription, ManagerStatus, Membership, Node, NodeDescription, NodeRole,
@@ -27,8 +30,8 @@ pub use node::{
 };
 pub use resources::{ResourceRequirements, Resources};
 pub use service::{
-    Placement, ProcessSpec, RestartCondition, RestartPolicy, Runtime, Service, ServiceMode,
-    ServiceSpec, TaskSpec, WasiSpec, MAX_REPLICAS, parse_labels,
+    MAX_REPLICAS, Placement, ProcessSpec, RestartCondition, RestartPolicy, Runtime, Service,
+    ServiceMode, ServiceSpec, TaskSpec, WasiSpec, parse_labels,
 };
 pub use task::{ExitInfo, Task, TaskState, TaskStatus};
 pub use validate::ValidationError;

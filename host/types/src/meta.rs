@@ -41,13 +41,19 @@ impl Timestamp {
     /// This time plus a duration.
     pub fn plus(self, d: Duration) -> Timestamp {
         let add = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-        Timestamp { unix_nanos: self.unix_nanos.saturating_add(add) }
+        Timestamp {
+            unix_nanos: self.unix_nanos.saturating_add(add),
+        }
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_rfc3339_millis(self.to_system_time()))
+        write!(
+            f,
+            "{}",
+            humantime::format_rfc3339_millis(self.to_system_time())
+        )
     }
 }
 
@@ -70,9 +76,13 @@ impl<'de> Deserialize<'de> for Timestamp {
                 .duration_since(UNIX_EPOCH)
                 .map_err(serde::de::Error::custom)?
                 .as_nanos();
-            Ok(Timestamp { unix_nanos: i64::try_from(nanos).map_err(serde::de::Error::custom)? })
+            Ok(Timestamp {
+                unix_nanos: i64::try_from(nanos).map_err(serde::de::Error::custom)?,
+            })
         } else {
-            Ok(Timestamp { unix_nanos: i64::deserialize(d)? })
+            Ok(Timestamp {
+                unix_nanos: i64::deserialize(d)?,
+            })
         }
     }
 }
@@ -118,4 +128,3 @@ pub(crate) mod duration_text {
         }
     }
 }
-

@@ -29,12 +29,21 @@ pub struct ResourceRequirements {
 
 impl ResourceRequirements {
     pub(crate) fn validate(&self, field: &str) -> Result<(), ValidationError> {
-        for (name, r) in [("limits", &self.limits), ("reservations", &self.reservations)] {
+        for (name, r) in [
+            ("limits", &self.limits),
+            ("reservations", &self.reservations),
+        ] {
             if r.nano_cpus < 0 {
-                return Err(ValidationError::new(format!("{field}.{name}.nano_cpus"), "must be >= 0"));
+                return Err(ValidationError::new(
+                    format!("{field}.{name}.nano_cpus"),
+                    "must be >= 0",
+                ));
             }
             if r.memory_bytes < 0 {
-                return Err(ValidationError::new(format!("{field}.{name}.memory_bytes"), "must be >= 0"));
+                return Err(ValidationError::new(
+                    format!("{field}.{name}.memory_bytes"),
+                    "must be >= 0",
+                ));
             }
         }
         let (l, r) = (&self.limits, &self.reservations);

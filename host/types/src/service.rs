@@ -100,7 +100,10 @@ impl Runtime {
         match self {
             Runtime::Process(p) => {
                 if p.command.trim().is_empty() {
-                    return Err(ValidationError::new("spec.task.runtime.process.command", "must not be empty"));
+                    return Err(ValidationError::new(
+                        "spec.task.runtime.process.command",
+                        "must not be empty",
+                    ));
                 }
                 if let Some(dir) = &p.dir
                     && !dir.starts_with('/')
@@ -151,7 +154,12 @@ pub struct RestartPolicy {
 impl Default for RestartPolicy {
     /// SwarmKit's defaults: restart on any exit after 5 s, without limit.
     fn default() -> Self {
-        Self { condition: RestartCondition::Any, delay: Duration::from_secs(5), max_attempts: 0, window: Duration::ZERO }
+        Self {
+            condition: RestartCondition::Any,
+            delay: Duration::from_secs(5),
+            max_attempts: 0,
+            window: Duration::ZERO,
+        }
     }
 }
 
@@ -198,7 +206,10 @@ impl ServiceSpec {
         check_labels("spec.annotations.labels", &self.annotations.labels)?;
         self.task.runtime.validate()?;
         self.task.resources.validate("spec.task.resources")?;
-        check_constraints("spec.task.placement.constraints", &self.task.placement.constraints)?;
+        check_constraints(
+            "spec.task.placement.constraints",
+            &self.task.placement.constraints,
+        )?;
         for (i, p) in self.task.placement.platforms.iter().enumerate() {
             if p.os.is_empty() && p.arch.is_empty() {
                 return Err(ValidationError::new(
@@ -210,7 +221,10 @@ impl ServiceSpec {
         if let ServiceMode::Replicated { replicas } = self.mode
             && replicas > MAX_REPLICAS
         {
-            return Err(ValidationError::new("spec.replicas", format!("must be <= {MAX_REPLICAS}")));
+            return Err(ValidationError::new(
+                "spec.replicas",
+                format!("must be <= {MAX_REPLICAS}"),
+            ));
         }
         Ok(())
     }
@@ -251,9 +265,16 @@ mod tests {
 
     fn spec() -> ServiceSpec {
         ServiceSpec {
-            annotations: Annotations { name: "web".into(), labels: Default::default() },
+            annotations: Annotations {
+                name: "web".into(),
+                labels: Default::default(),
+            },
             task: TaskSpec {
-                runtime: Runtime::Process(ProcessSpec { command: "sleep".into(), args: vec!["1000".into()], ..Default::default() }),
+                runtime: Runtime::Process(ProcessSpec {
+                    command: "sleep".into(),
+                    args: vec!["1000".into()],
+                    ..Default::default()
+                }),
                 resources: Default::default(),
                 restart: Default::default(),
                 placement: Default::default(),
@@ -270,9 +291,16 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let cases: Vec<(Box<dyn Fn(&mut ServiceSpec)>, &str)> = vec![
-            (Box::new(|s| s.annotations.name = String::new()), "spec.annotations.name: must not be empty"),
-            (Box::new(|s| s.annotations.name = "a b".into()), "spec.annotations.name: \"a b\" contains ' '"),
+        type Mutation = Box<dyn Fn(&mut ServiceSpec)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (
+                Box::new(|s| s.annotations.name = String::new()),
+                "spec.annotations.name: must not be empty",
+            ),
+            (
+                Box::new(|s| s.annotations.name = "a b".into()),
+                "spec.annotations.name: \"a b\" contains ' '",
+            ),
             (
                 Box::new(|s| s.task.runtime = Runtime::Process(ProcessSpec::default())),
                 "spec.task.runtime.process.command: must not be empty",
@@ -281,10 +309,25 @@ mod tests {
                 Box::new(|s| s.task.placement.constraints = vec!["node.role=manager".into()]),
                 "spec.task.placement.constraints[0]:",
             ),
-            (Box::new(|s| s.mode = ServiceMode::Replicated { replicas: MAX_REPLICAS + 1 }), "spec.replicas: must be <="),
-            (Box::new(|s| s.task.resources.reservations.memory_bytes = -1), "spec.task.resources.reservations.memory_bytes: must be >= 0"),
             (
-                Box::new(|s| s.task.runtime = Runtime::Wasi(WasiSpec { module: "x.wasm".into(), ..Default::default() })),
+                Box::new(|s| {
+                    s.mode = ServiceMode::Replicated {
+                        replicas: MAX_REPLICAS + 1,
+                    }
+                }),
+                "spec.replicas: must be <=",
+            ),
+            (
+                Box::new(|s| s.task.resources.reservations.memory_bytes = -1),
+                "spec.task.resources.reservations.memory_bytes: must be >= 0",
+            ),
+            (
+                Box::new(|s| {
+                    s.task.runtime = Runtime::Wasi(WasiSpec {
+                        module: "x.wasm".into(),
+                        ..Default::default()
+                    })
+                }),
                 "spec.task.runtime.wasi.module: \"x.wasm\" must be an absolute path",
             ),
             (
@@ -306,7 +349,10 @@ mod tests {
 
     #[test]
     fn durations_round_trip_as_text() {
-        let p = RestartPolicy { delay: Duration::from_millis(1500), ..Default::default() };
+        let p = RestartPolicy {
+            delay: Duration::from_millis(1500),
+            ..Default::default()
+        };
         let json = serde_json::to_string(&p).expect("serialize");
         assert!(json.contains("\"1s 500ms\""), "{json}");
         let back: RestartPolicy = serde_json::from_str(&json).expect("deserialize");

@@ -11,7 +11,9 @@ use crate::meta::{Annotations, Meta, Timestamp};
 use crate::service::TaskSpec;
 
 /// Task states in lifecycle order (SwarmKit's numbering order).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskState {
     #[default]

@@ -11,7 +11,10 @@ pub struct ValidationError {
 
 impl ValidationError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -33,9 +36,15 @@ pub(crate) fn check_name(field: &str, name: &str) -> Result<(), ValidationError>
     let mut chars = name.chars();
     let first = chars.next().unwrap_or('-');
     if !first.is_ascii_alphanumeric() {
-        return Err(ValidationError::new(field, format!("{name:?} must start with a letter or digit")));
+        return Err(ValidationError::new(
+            field,
+            format!("{name:?} must start with a letter or digit"),
+        ));
     }
-    if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
         return Err(ValidationError::new(
             field,
             format!("{name:?} contains {bad:?}; use letters, digits, '-' and '_'"),
@@ -53,7 +62,10 @@ pub(crate) fn check_labels(
             return Err(ValidationError::new(field, "label keys must not be empty"));
         }
         if key.contains(['=', ' ']) {
-            return Err(ValidationError::new(field, format!("label key {key:?} must not contain '=' or spaces")));
+            return Err(ValidationError::new(
+                field,
+                format!("label key {key:?} must not contain '=' or spaces"),
+            ));
         }
     }
     Ok(())
