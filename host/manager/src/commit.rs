@@ -99,7 +99,8 @@ impl StateMachineApp for StoreApp {
     }
 
     fn restore(&self, snapshot: &[u8]) -> std::result::Result<(), String> {
-        let snap = serde_json::from_slice(snapshot).map_err(|e| format!("undecodable store snapshot: {e}"))?;
+        let snap = serde_json::from_slice(snapshot)
+            .map_err(|e| format!("undecodable store snapshot: {e}"))?;
         self.store.restore(snap);
         Ok(())
     }
@@ -119,7 +120,8 @@ impl RaftCommitter {
 impl Committer for RaftCommitter {
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let bytes = serde_json::to_vec(&batch).map_err(|e| ManagerError::Internal(format!("encoding batch: {e}")))?;
+            let bytes = serde_json::to_vec(&batch)
+                .map_err(|e| ManagerError::Internal(format!("encoding batch: {e}")))?;
             let (index, response) = self.raft.propose(bytes).await?;
             let outcome: ApplyOutcome = serde_json::from_slice(&response)
                 .map_err(|e| ManagerError::Internal(format!("decoding apply outcome: {e}")))?;
@@ -140,7 +142,11 @@ pub struct DirectCommitter {
 impl DirectCommitter {
     pub fn new(store: Arc<MemoryStore>) -> Self {
         let start = store.last_index();
-        Self { store, index: AtomicU64::new(start), lock: tokio::sync::Mutex::new(()) }
+        Self {
+            store,
+            index: AtomicU64::new(start),
+            lock: tokio::sync::Mutex::new(()),
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, ObjectKind, StoreRead as _};
 use swarm_types::{
-    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, Service, ServiceMode, ServiceSpec, Task,
-    TaskState, Timestamp, new_id,
+    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, Service, ServiceMode,
+    ServiceSpec, Task, TaskState, Timestamp, new_id,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -28,23 +28,50 @@ pub struct ControlService {
 }
 
 impl ControlService {
-    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, dispatcher: Arc<Dispatcher>) -> Self {
-        Self { store, committer, dispatcher }
+    pub fn new(
+        store: Arc<MemoryStore>,
+        committer: Arc<dyn Committer>,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
+        Self {
+            store,
+            committer,
+            dispatcher,
+        }
     }
 
-    fn get<T>(&self, kind: &str, id: &str, f: impl FnOnce(&swarm_store::ReadTx<'_>) -> Option<T>) -> Result<T> {
+    fn get<T>(
+        &self,
+        kind: &str,
+        id: &str,
+        f: impl FnOnce(&swarm_store::ReadTx<'_>) -> Option<T>,
+    ) -> Result<T> {
         if id.is_empty() {
-            return Err(ManagerError::InvalidArgument(format!("{kind}_id: must not be empty")));
+            return Err(ManagerError::InvalidArgument(format!(
+                "{kind}_id: must not be empty"
+            )));
         }
-        self.store.view(f).ok_or_else(|| ManagerError::NotFound(format!("{kind} {id} not found")))
+        self.store
+            .view(f)
+            .ok_or_else(|| ManagerError::NotFound(format!("{kind} {id} not found")))
     }
 
     async fn create_service(&self, spec: Option<pb::ServiceSpec>) -> Result<Service> {
-        let spec: ServiceSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+        let spec: ServiceSpec = spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
+            .try_into()?;
         spec.validate()?;
         let now = Timestamp::now();
-        let service =
-            Service { id: new_id(), meta: Meta { version: 0, created_at: now, updated_at: now }, spec, spec_version: 1 };
+        let service = Service {
+            id: new_id(),
+            meta: Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            spec,
+            spec_version: 1,
+        };
         let id = service.id.clone();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
             if let Some(existing) = tx.service_by_name(service.name()) {
@@ -61,8 +88,15 @@ impl ControlService {
         self.get("service", &id, |tx| tx.service(&id).map(|s| (**s).clone()))
     }
 
-    async fn update_service(&self, id: &str, version: u64, spec: Option<pb::ServiceSpec>) -> Result<Service> {
-        let spec: ServiceSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+    async fn update_service(
+        &self,
+        id: &str,
+        version: u64,
+        spec: Option<pb::ServiceSpec>,
+    ) -> Result<Service> {
+        let spec: ServiceSpec = spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
+            .try_into()?;
         spec.validate()?;
         let current = self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))?;
         if current.meta.version != version {
@@ -89,12 +123,22 @@ impl ControlService {
         }
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.update(updated)?)
+        })
+        .await?;
         self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))
     }
 
-    async fn update_node(&self, id: &str, version: u64, spec: Option<pb::NodeSpec>) -> Result<Node> {
-        let spec: NodeSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+    async fn update_node(
+        &self,
+        id: &str,
+        version: u64,
+        spec: Option<pb::NodeSpec>,
+    ) -> Result<Node> {
+        let spec: NodeSpec = spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
+            .try_into()?;
         spec.validate()?;
         let current = self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))?;
         if current.meta.version != version {
@@ -104,7 +148,11 @@ impl ControlService {
             )));
         }
         if spec.desired_role != current.spec.desired_role {
-            let managers = self.store.view(|tx| tx.nodes().filter(|n| n.spec.desired_role == NodeRole::Manager).count());
+            let managers = self.store.view(|tx| {
+                tx.nodes()
+                    .filter(|n| n.spec.desired_role == NodeRole::Manager)
+                    .count()
+            });
             if current.spec.desired_role == NodeRole::Manager && managers <= 1 {
                 return Err(ManagerError::FailedPrecondition(
                     "spec.desired_role: cannot demote the last manager of the cluster".into(),
@@ -118,7 +166,10 @@ impl ControlService {
         let mut updated = current;
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.update(updated)?)
+        })
+        .await?;
         self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))
     }
 
@@ -134,14 +185,26 @@ impl ControlService {
                 "node {id} is not down and can't be removed; stop its swarmd first, or use --force"
             )));
         }
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Node, id)?)).await?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.delete(ObjectKind::Node, id)?)
+        })
+        .await?;
         Ok(())
     }
 
-    async fn update_cluster(&self, id: &str, version: u64, spec: Option<pb::ClusterSpec>) -> Result<Cluster> {
-        let spec: ClusterSpec = spec.ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?.try_into()?;
+    async fn update_cluster(
+        &self,
+        id: &str,
+        version: u64,
+        spec: Option<pb::ClusterSpec>,
+    ) -> Result<Cluster> {
+        let spec: ClusterSpec = spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
+            .try_into()?;
         spec.validate()?;
-        let current = self.get("cluster", id, |tx| tx.clusters().find(|c| c.id == id).map(|c| (**c).clone()))?;
+        let current = self.get("cluster", id, |tx| {
+            tx.clusters().find(|c| c.id == id).map(|c| (**c).clone())
+        })?;
         if current.meta.version != version {
             return Err(ManagerError::Conflict(format!(
                 "update out of sequence: cluster {id} has version {}, update carried {version}; re-read and retry",
@@ -149,13 +212,20 @@ impl ControlService {
             )));
         }
         if spec.annotations.name != current.spec.annotations.name {
-            return Err(ManagerError::InvalidArgument("spec.annotations.name: renaming the cluster is not supported".into()));
+            return Err(ManagerError::InvalidArgument(
+                "spec.annotations.name: renaming the cluster is not supported".into(),
+            ));
         }
         let mut updated = current;
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.update(updated)?)).await?;
-        self.get("cluster", id, |tx| tx.clusters().find(|c| c.id == id).map(|c| (**c).clone()))
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.update(updated)?)
+        })
+        .await?;
+        self.get("cluster", id, |tx| {
+            tx.clusters().find(|c| c.id == id).map(|c| (**c).clone())
+        })
     }
 }
 
@@ -167,8 +237,12 @@ fn matches_names(name: &str, names: &[String]) -> bool {
     names.is_empty() || names.iter().any(|n| n == name)
 }
 
-fn matches_labels(labels: &std::collections::BTreeMap<String, String>, want: &std::collections::HashMap<String, String>) -> bool {
-    want.iter().all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
+fn matches_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+    want: &std::collections::HashMap<String, String>,
+) -> bool {
+    want.iter()
+        .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
 }
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
@@ -176,13 +250,21 @@ type RpcResult<T> = std::result::Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
     #[instrument(skip_all, fields(node_id = %request.get_ref().node_id))]
-    async fn get_node(&self, request: Request<pb::GetNodeRequest>) -> RpcResult<pb::GetNodeResponse> {
+    async fn get_node(
+        &self,
+        request: Request<pb::GetNodeRequest>,
+    ) -> RpcResult<pb::GetNodeResponse> {
         let id = &request.get_ref().node_id;
         let node = self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))?;
-        Ok(Response::new(pb::GetNodeResponse { node: Some(node.into()) }))
+        Ok(Response::new(pb::GetNodeResponse {
+            node: Some(node.into()),
+        }))
     }
 
-    async fn list_nodes(&self, request: Request<pb::ListNodesRequest>) -> RpcResult<pb::ListNodesResponse> {
+    async fn list_nodes(
+        &self,
+        request: Request<pb::ListNodesRequest>,
+    ) -> RpcResult<pb::ListNodesResponse> {
         let filters = request.into_inner().filters.unwrap_or_default();
         let nodes: Vec<Node> = self.store.view(|tx| {
             tx.nodes()
@@ -191,39 +273,62 @@ impl pb::control_server::Control for ControlService {
                 .filter(|n| matches_labels(&n.spec.annotations.labels, &filters.labels))
                 .filter(|n| {
                     filters.roles.is_empty()
-                        || filters.roles.contains(&(swarm_proto::pb::NodeRole::from(n.role) as i32))
+                        || filters
+                            .roles
+                            .contains(&(swarm_proto::pb::NodeRole::from(n.role) as i32))
                 })
                 .map(|n| (**n).clone())
                 .collect()
         });
-        Ok(Response::new(pb::ListNodesResponse { nodes: nodes.into_iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::ListNodesResponse {
+            nodes: nodes.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(node_id = %request.get_ref().node_id), err)]
-    async fn update_node(&self, request: Request<pb::UpdateNodeRequest>) -> RpcResult<pb::UpdateNodeResponse> {
+    async fn update_node(
+        &self,
+        request: Request<pb::UpdateNodeRequest>,
+    ) -> RpcResult<pb::UpdateNodeResponse> {
         let r = request.into_inner();
         let node = self.update_node(&r.node_id, r.node_version, r.spec).await?;
-        Ok(Response::new(pb::UpdateNodeResponse { node: Some(node.into()) }))
+        Ok(Response::new(pb::UpdateNodeResponse {
+            node: Some(node.into()),
+        }))
     }
 
     #[instrument(skip_all, fields(node_id = %request.get_ref().node_id), err)]
-    async fn remove_node(&self, request: Request<pb::RemoveNodeRequest>) -> RpcResult<pb::RemoveNodeResponse> {
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> RpcResult<pb::RemoveNodeResponse> {
         let r = request.into_inner();
         self.remove_node(&r.node_id, r.force).await?;
         Ok(Response::new(pb::RemoveNodeResponse {}))
     }
 
-    async fn get_task(&self, request: Request<pb::GetTaskRequest>) -> RpcResult<pb::GetTaskResponse> {
+    async fn get_task(
+        &self,
+        request: Request<pb::GetTaskRequest>,
+    ) -> RpcResult<pb::GetTaskResponse> {
         let id = &request.get_ref().task_id;
         let task = self.get("task", id, |tx| tx.task(id).map(|t| (**t).clone()))?;
-        Ok(Response::new(pb::GetTaskResponse { task: Some(task.into()) }))
+        Ok(Response::new(pb::GetTaskResponse {
+            task: Some(task.into()),
+        }))
     }
 
-    async fn list_tasks(&self, request: Request<pb::ListTasksRequest>) -> RpcResult<pb::ListTasksResponse> {
+    async fn list_tasks(
+        &self,
+        request: Request<pb::ListTasksRequest>,
+    ) -> RpcResult<pb::ListTasksResponse> {
         let f = request.into_inner().filters.unwrap_or_default();
         let mut desired = Vec::with_capacity(f.desired_states.len());
         for (i, v) in f.desired_states.iter().enumerate() {
-            desired.push(pb::TaskState::from_wire(&format!("filters.desired_states[{i}]"), *v).map_err(ManagerError::from)?);
+            desired.push(
+                pb::TaskState::from_wire(&format!("filters.desired_states[{i}]"), *v)
+                    .map_err(ManagerError::from)?,
+            );
         }
         let keep = |t: &Task| {
             matches_prefixes(&t.id, &f.id_prefixes)
@@ -233,7 +338,10 @@ impl pb::control_server::Control for ControlService {
         };
         let tasks: Vec<Task> = self.store.view(|tx| {
             if f.service_ids.is_empty() {
-                tx.tasks().filter(|t| keep(t)).map(|t| (**t).clone()).collect()
+                tx.tasks()
+                    .filter(|t| keep(t))
+                    .map(|t| (**t).clone())
+                    .collect()
             } else {
                 f.service_ids
                     .iter()
@@ -243,19 +351,30 @@ impl pb::control_server::Control for ControlService {
                     .collect()
             }
         });
-        Ok(Response::new(pb::ListTasksResponse { tasks: tasks.into_iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::ListTasksResponse {
+            tasks: tasks.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(task_id = %request.get_ref().task_id), err)]
-    async fn remove_task(&self, request: Request<pb::RemoveTaskRequest>) -> RpcResult<pb::RemoveTaskResponse> {
+    async fn remove_task(
+        &self,
+        request: Request<pb::RemoveTaskRequest>,
+    ) -> RpcResult<pb::RemoveTaskResponse> {
         let id = request.into_inner().task_id;
         self.get("task", &id, |tx| tx.task(&id).cloned())?;
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Task, &id)?)).await?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.delete(ObjectKind::Task, &id)?)
+        })
+        .await?;
         Ok(Response::new(pb::RemoveTaskResponse {}))
     }
 
     #[instrument(skip_all, fields(task_id = %request.get_ref().task_id), err)]
-    async fn get_task_logs(&self, request: Request<pb::GetTaskLogsRequest>) -> RpcResult<pb::GetTaskLogsResponse> {
+    async fn get_task_logs(
+        &self,
+        request: Request<pb::GetTaskLogsRequest>,
+    ) -> RpcResult<pb::GetTaskLogsResponse> {
         let r = request.into_inner();
         let task = self.get("task", &r.task_id, |tx| tx.task(&r.task_id).cloned())?;
         if task.node_id.is_empty() || task.status.state < TaskState::Assigned {
@@ -265,50 +384,90 @@ impl pb::control_server::Control for ControlService {
             ))
             .into());
         }
-        let tail = if r.tail_bytes == 0 { DEFAULT_LOG_TAIL } else { r.tail_bytes };
-        let (stdout, stderr) = self.dispatcher.fetch_logs(&task.node_id, &task.id, tail).await?;
+        let tail = if r.tail_bytes == 0 {
+            DEFAULT_LOG_TAIL
+        } else {
+            r.tail_bytes
+        };
+        let (stdout, stderr) = self
+            .dispatcher
+            .fetch_logs(&task.node_id, &task.id, tail)
+            .await?;
         Ok(Response::new(pb::GetTaskLogsResponse { stdout, stderr }))
     }
 
-    async fn get_service(&self, request: Request<pb::GetServiceRequest>) -> RpcResult<pb::GetServiceResponse> {
+    async fn get_service(
+        &self,
+        request: Request<pb::GetServiceRequest>,
+    ) -> RpcResult<pb::GetServiceResponse> {
         let id = &request.get_ref().service_id;
         let service = self.get("service", id, |tx| tx.service(id).map(|s| (**s).clone()))?;
-        Ok(Response::new(pb::GetServiceResponse { service: Some(service.into()) }))
+        Ok(Response::new(pb::GetServiceResponse {
+            service: Some(service.into()),
+        }))
     }
 
-    async fn list_services(&self, request: Request<pb::ListServicesRequest>) -> RpcResult<pb::ListServicesResponse> {
+    async fn list_services(
+        &self,
+        request: Request<pb::ListServicesRequest>,
+    ) -> RpcResult<pb::ListServicesResponse> {
         let f = request.into_inner().filters.unwrap_or_default();
         let services: Vec<Service> = self.store.view(|tx| {
             tx.services()
                 .filter(|s| matches_prefixes(&s.id, &f.id_prefixes))
                 .filter(|s| matches_names(s.name(), &f.names))
-                .filter(|s| f.name_prefixes.is_empty() || f.name_prefixes.iter().any(|p| s.name().starts_with(p.as_str())))
+                .filter(|s| {
+                    f.name_prefixes.is_empty()
+                        || f.name_prefixes
+                            .iter()
+                            .any(|p| s.name().starts_with(p.as_str()))
+                })
                 .filter(|s| matches_labels(&s.spec.annotations.labels, &f.labels))
                 .map(|s| (**s).clone())
                 .collect()
         });
-        Ok(Response::new(pb::ListServicesResponse { services: services.into_iter().map(Into::into).collect() }))
+        Ok(Response::new(pb::ListServicesResponse {
+            services: services.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, err)]
-    async fn create_service(&self, request: Request<pb::CreateServiceRequest>) -> RpcResult<pb::CreateServiceResponse> {
+    async fn create_service(
+        &self,
+        request: Request<pb::CreateServiceRequest>,
+    ) -> RpcResult<pb::CreateServiceResponse> {
         let service = self.create_service(request.into_inner().spec).await?;
         tracing::info!(service_id = %service.id, name = %service.name(), "service created");
-        Ok(Response::new(pb::CreateServiceResponse { service: Some(service.into()) }))
+        Ok(Response::new(pb::CreateServiceResponse {
+            service: Some(service.into()),
+        }))
     }
 
     #[instrument(skip_all, fields(service_id = %request.get_ref().service_id), err)]
-    async fn update_service(&self, request: Request<pb::UpdateServiceRequest>) -> RpcResult<pb::UpdateServiceResponse> {
+    async fn update_service(
+        &self,
+        request: Request<pb::UpdateServiceRequest>,
+    ) -> RpcResult<pb::UpdateServiceResponse> {
         let r = request.into_inner();
-        let service = self.update_service(&r.service_id, r.service_version, r.spec).await?;
-        Ok(Response::new(pb::UpdateServiceResponse { service: Some(service.into()) }))
+        let service = self
+            .update_service(&r.service_id, r.service_version, r.spec)
+            .await?;
+        Ok(Response::new(pb::UpdateServiceResponse {
+            service: Some(service.into()),
+        }))
     }
 
     #[instrument(skip_all, fields(service_id = %request.get_ref().service_id), err)]
-    async fn remove_service(&self, request: Request<pb::RemoveServiceRequest>) -> RpcResult<pb::RemoveServiceResponse> {
+    async fn remove_service(
+        &self,
+        request: Request<pb::RemoveServiceRequest>,
+    ) -> RpcResult<pb::RemoveServiceResponse> {
         let id = request.into_inner().service_id;
         self.get("service", &id, |tx| tx.service(&id).cloned())?;
-        commit_with(&self.store, self.committer.as_ref(), |tx| Ok(tx.delete(ObjectKind::Service, &id)?)).await?;
+        commit_with(&self.store, self.committer.as_ref(), |tx| {
+            Ok(tx.delete(ObjectKind::Service, &id)?)
+        })
+        .await?;
         Ok(Response::new(pb::RemoveServiceResponse {}))
     }
 
@@ -321,7 +480,9 @@ impl pb::control_server::Control for ControlService {
             let services: Vec<_> = if ids.is_empty() {
                 tx.services().cloned().collect()
             } else {
-                ids.iter().filter_map(|id| tx.service(id).cloned()).collect()
+                ids.iter()
+                    .filter_map(|id| tx.service(id).cloned())
+                    .collect()
             };
             services
                 .iter()
@@ -355,21 +516,42 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::ListServiceStatusesResponse { statuses }))
     }
 
-    async fn get_cluster(&self, request: Request<pb::GetClusterRequest>) -> RpcResult<pb::GetClusterResponse> {
+    async fn get_cluster(
+        &self,
+        request: Request<pb::GetClusterRequest>,
+    ) -> RpcResult<pb::GetClusterResponse> {
         let id = &request.get_ref().cluster_id;
-        let cluster = self.get("cluster", id, |tx| tx.clusters().find(|c| &c.id == id).map(|c| (**c).clone()))?;
-        Ok(Response::new(pb::GetClusterResponse { cluster: Some(cluster.into()) }))
+        let cluster = self.get("cluster", id, |tx| {
+            tx.clusters().find(|c| &c.id == id).map(|c| (**c).clone())
+        })?;
+        Ok(Response::new(pb::GetClusterResponse {
+            cluster: Some(cluster.into()),
+        }))
     }
 
-    async fn list_clusters(&self, _request: Request<pb::ListClustersRequest>) -> RpcResult<pb::ListClustersResponse> {
-        let clusters: Vec<Cluster> = self.store.view(|tx| tx.clusters().map(|c| (**c).clone()).collect());
-        Ok(Response::new(pb::ListClustersResponse { clusters: clusters.into_iter().map(Into::into).collect() }))
+    async fn list_clusters(
+        &self,
+        _request: Request<pb::ListClustersRequest>,
+    ) -> RpcResult<pb::ListClustersResponse> {
+        let clusters: Vec<Cluster> = self
+            .store
+            .view(|tx| tx.clusters().map(|c| (**c).clone()).collect());
+        Ok(Response::new(pb::ListClustersResponse {
+            clusters: clusters.into_iter().map(Into::into).collect(),
+        }))
     }
 
     #[instrument(skip_all, fields(cluster_id = %request.get_ref().cluster_id), err)]
-    async fn update_cluster(&self, request: Request<pb::UpdateClusterRequest>) -> RpcResult<pb::UpdateClusterResponse> {
+    async fn update_cluster(
+        &self,
+        request: Request<pb::UpdateClusterRequest>,
+    ) -> RpcResult<pb::UpdateClusterResponse> {
         let r = request.into_inner();
-        let cluster = self.update_cluster(&r.cluster_id, r.cluster_version, r.spec).await?;
-        Ok(Response::new(pb::UpdateClusterResponse { cluster: Some(cluster.into()) }))
+        let cluster = self
+            .update_cluster(&r.cluster_id, r.cluster_version, r.spec)
+            .await?;
+        Ok(Response::new(pb::UpdateClusterResponse {
+            cluster: Some(cluster.into()),
+        }))
     }
 }

@@ -14,8 +14,8 @@ use parking_lot::Mutex;
 use swarm_proto::{duration_to_pb, pb};
 use swarm_store::{Change, MemoryStore, StoreRead as _};
 use swarm_types::{
-    ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState, NodeStatus,
-    Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
+    ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState,
+    NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -67,12 +67,24 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, config: DispatcherConfig) -> Self {
-        Self { store, committer, config, state: Mutex::new(State::default()), started: Instant::now() }
+    pub fn new(
+        store: Arc<MemoryStore>,
+        committer: Arc<dyn Committer>,
+        config: DispatcherConfig,
+    ) -> Self {
+        Self {
+            store,
+            committer,
+            config,
+            state: Mutex::new(State::default()),
+            started: Instant::now(),
+        }
     }
 
     fn cluster_spec(&self) -> ClusterSpec {
-        self.store.view(|tx| tx.cluster().map(|c| c.spec.clone())).unwrap_or_else(ClusterSpec::with_defaults)
+        self.store
+            .view(|tx| tx.cluster().map(|c| c.spec.clone()))
+            .unwrap_or_else(ClusterSpec::with_defaults)
     }
 
     fn session_node(&self, session_id: &str) -> std::result::Result<String, Status> {
@@ -81,18 +93,30 @@ impl Dispatcher {
             .sessions
             .get(session_id)
             .map(|s| s.node_id.clone())
-            .ok_or_else(|| Status::not_found(format!("session {session_id} is not valid; register again")))
+            .ok_or_else(|| {
+                Status::not_found(format!("session {session_id} is not valid; register again"))
+            })
     }
 
     /// Create or refresh the node object for a registering agent and mark it READY.
-    async fn register(&self, node_id: &str, description: NodeDescription, addr: String) -> Result<Node> {
+    async fn register(
+        &self,
+        node_id: &str,
+        description: NodeDescription,
+        addr: String,
+    ) -> Result<Node> {
         let is_manager = node_id == self.config.manager_node_id;
         for _ in 0..CONFLICT_RETRIES {
             let now = Timestamp::now();
             let desc = description.clone();
             let addr = addr.clone();
             let result = commit_with(&self.store, self.committer.as_ref(), |tx| {
-                let status = NodeStatus { state: NodeState::Ready, message: String::new(), addr, last_seen: now };
+                let status = NodeStatus {
+                    state: NodeState::Ready,
+                    message: String::new(),
+                    addr,
+                    last_seen: now,
+                };
                 let manager_status = is_manager.then(|| ManagerStatus {
                     raft_id: 1,
                     addr: self.config.advertise_addr.clone(),
@@ -109,11 +133,22 @@ impl Dispatcher {
                         tx.update(node)?;
                     }
                     None => {
-                        let role = if is_manager { NodeRole::Manager } else { NodeRole::Worker };
+                        let role = if is_manager {
+                            NodeRole::Manager
+                        } else {
+                            NodeRole::Worker
+                        };
                         tx.create(Node {
                             id: node_id.to_string(),
-                            meta: Meta { version: 0, created_at: now, updated_at: now },
-                            spec: NodeSpec { desired_role: role, ..Default::default() },
+                            meta: Meta {
+                                version: 0,
+                                created_at: now,
+                                updated_at: now,
+                            },
+                            spec: NodeSpec {
+                                desired_role: role,
+                                ..Default::default()
+                            },
                             role,
                             description: Some(desc),
                             status,
@@ -129,13 +164,19 @@ impl Dispatcher {
                     return self
                         .store
                         .view(|tx| tx.node(node_id).map(|n| (**n).clone()))
-                        .ok_or_else(|| ManagerError::Internal(format!("node {node_id} vanished after registration")));
+                        .ok_or_else(|| {
+                            ManagerError::Internal(format!(
+                                "node {node_id} vanished after registration"
+                            ))
+                        });
                 }
                 Err(ManagerError::Conflict(_)) => continue,
                 Err(e) => return Err(e),
             }
         }
-        Err(ManagerError::Unavailable(format!("registering node {node_id}: too many concurrent updates; retry")))
+        Err(ManagerError::Unavailable(format!(
+            "registering node {node_id}: too many concurrent updates; retry"
+        )))
     }
 
     /// Mark nodes whose heartbeats stopped as DOWN. Runs until cancelled.
@@ -168,7 +209,9 @@ impl Dispatcher {
             let orphaned: Vec<String> = if now.duration_since(self.started) > grace {
                 self.store.view(|tx| {
                     tx.nodes()
-                        .filter(|n| n.status.state == NodeState::Ready && !connected.contains(&n.id))
+                        .filter(|n| {
+                            n.status.state == NodeState::Ready && !connected.contains(&n.id)
+                        })
                         .map(|n| n.id.clone())
                         .collect()
                 })
@@ -214,7 +257,12 @@ impl Dispatcher {
     }
 
     /// Ask a node's agent for the tail of a task's logs.
-    pub async fn fetch_logs(&self, node_id: &str, task_id: &str, tail_bytes: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+    pub async fn fetch_logs(
+        &self,
+        node_id: &str,
+        task_id: &str,
+        tail_bytes: u64,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let request_id = new_id();
         let (tx, rx) = oneshot::channel();
         let sender = {
@@ -228,17 +276,27 @@ impl Dispatcher {
             state.pending_logs.insert(request_id.clone(), tx);
             sender
         };
-        let request = pb::LogRequest { request_id: request_id.clone(), task_id: task_id.to_string(), tail_bytes };
+        let request = pb::LogRequest {
+            request_id: request_id.clone(),
+            task_id: task_id.to_string(),
+            tail_bytes,
+        };
         if sender.send(request).await.is_err() {
             self.state.lock().pending_logs.remove(&request_id);
-            return Err(ManagerError::Unavailable(format!("node {node_id}'s session closed; retry")));
+            return Err(ManagerError::Unavailable(format!(
+                "node {node_id}'s session closed; retry"
+            )));
         }
         let reply = tokio::time::timeout(LOG_REQUEST_TIMEOUT, rx).await;
         self.state.lock().pending_logs.remove(&request_id);
         match reply {
             Ok(Ok(Ok(logs))) => Ok(logs),
-            Ok(Ok(Err(e))) => Err(ManagerError::FailedPrecondition(format!("reading logs of task {task_id}: {e}"))),
-            Ok(Err(_)) => Err(ManagerError::Unavailable(format!("node {node_id}'s session closed; retry"))),
+            Ok(Ok(Err(e))) => Err(ManagerError::FailedPrecondition(format!(
+                "reading logs of task {task_id}: {e}"
+            ))),
+            Ok(Err(_)) => Err(ManagerError::Unavailable(format!(
+                "node {node_id}'s session closed; retry"
+            ))),
             Err(_) => Err(ManagerError::Unavailable(format!(
                 "node {node_id} did not answer the log request within {}s",
                 LOG_REQUEST_TIMEOUT.as_secs()
@@ -251,7 +309,11 @@ impl Dispatcher {
         task.node_id == node_id && task.status.state >= TaskState::Assigned
     }
 
-    async fn apply_status_updates(&self, node_id: &str, updates: Vec<(String, TaskStatus)>) -> Result<()> {
+    async fn apply_status_updates(
+        &self,
+        node_id: &str,
+        updates: Vec<(String, TaskStatus)>,
+    ) -> Result<()> {
         for _ in 0..CONFLICT_RETRIES {
             let r = commit_with(&self.store, self.committer.as_ref(), |tx| {
                 for (task_id, status) in &updates {
@@ -279,7 +341,9 @@ impl Dispatcher {
                 other => return other.map(|_| ()),
             }
         }
-        Err(ManagerError::Unavailable("task status: too many concurrent updates; retry".into()))
+        Err(ManagerError::Unavailable(
+            "task status: too many concurrent updates; retry".into(),
+        ))
     }
 }
 
@@ -299,7 +363,10 @@ type RpcResult<T> = std::result::Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
 fn assignment_change(task: &Task, action: pb::assignment_change::Action) -> pb::AssignmentChange {
-    pb::AssignmentChange { task: Some(task.clone().into()), action: action as i32 }
+    pb::AssignmentChange {
+        task: Some(task.clone().into()),
+        action: action as i32,
+    }
 }
 
 #[tonic::async_trait]
@@ -308,14 +375,22 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
     type AssignmentsStream = BoxStream<pb::AssignmentsMessage>;
 
     #[instrument(skip_all, fields(node_id = %request.get_ref().node_id))]
-    async fn session(&self, request: Request<pb::SessionRequest>) -> RpcResult<Self::SessionStream> {
-        let addr = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+    async fn session(
+        &self,
+        request: Request<pb::SessionRequest>,
+    ) -> RpcResult<Self::SessionStream> {
+        let addr = request
+            .remote_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         let r = request.into_inner();
         if r.node_id.is_empty() {
             return Err(Status::invalid_argument("node_id: must not be empty"));
         }
-        let description: NodeDescription =
-            r.description.ok_or_else(|| Status::invalid_argument("description: is required"))?.into();
+        let description: NodeDescription = r
+            .description
+            .ok_or_else(|| Status::invalid_argument("description: is required"))?
+            .into();
         let node = self.inner.register(&r.node_id, description, addr).await?;
         let session_id = new_id();
         let cancel = CancellationToken::new();
@@ -333,7 +408,12 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             });
             state.sessions.insert(
                 session_id.clone(),
-                Session { node_id: r.node_id.clone(), last_heartbeat: Instant::now(), log_requests: log_tx, cancel: cancel.clone() },
+                Session {
+                    node_id: r.node_id.clone(),
+                    last_heartbeat: Instant::now(),
+                    log_requests: log_tx,
+                    cancel: cancel.clone(),
+                },
             );
         }
         info!(node_id = %r.node_id, %session_id, "agent registered");
@@ -372,17 +452,24 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> RpcResult<pb::HeartbeatResponse> {
+    async fn heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> RpcResult<pb::HeartbeatResponse> {
         let session_id = request.into_inner().session_id;
         {
             let mut state = self.inner.state.lock();
             let Some(session) = state.sessions.get_mut(&session_id) else {
-                return Err(Status::not_found(format!("session {session_id} is not valid; register again")));
+                return Err(Status::not_found(format!(
+                    "session {session_id} is not valid; register again"
+                )));
             };
             session.last_heartbeat = Instant::now();
         }
         let period = self.inner.cluster_spec().dispatcher.heartbeat_period;
-        Ok(Response::new(pb::HeartbeatResponse { period: Some(duration_to_pb(period)) }))
+        Ok(Response::new(pb::HeartbeatResponse {
+            period: Some(duration_to_pb(period)),
+        }))
     }
 
     #[instrument(skip_all)]
@@ -396,9 +483,13 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         for (i, u) in r.updates.into_iter().enumerate() {
             let status = u
                 .status
-                .ok_or_else(|| Status::invalid_argument(format!("updates[{i}].status: is required")))?
+                .ok_or_else(|| {
+                    Status::invalid_argument(format!("updates[{i}].status: is required"))
+                })?
                 .try_into()
-                .map_err(|e: swarm_proto::ConversionError| Status::invalid_argument(format!("updates[{i}].{e}")))?;
+                .map_err(|e: swarm_proto::ConversionError| {
+                    Status::invalid_argument(format!("updates[{i}].{e}"))
+                })?;
             updates.push((u.task_id, status));
         }
         self.inner.apply_status_updates(&node_id, updates).await?;
@@ -406,7 +497,10 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
     }
 
     #[instrument(skip_all)]
-    async fn assignments(&self, request: Request<pb::AssignmentsRequest>) -> RpcResult<Self::AssignmentsStream> {
+    async fn assignments(
+        &self,
+        request: Request<pb::AssignmentsRequest>,
+    ) -> RpcResult<Self::AssignmentsStream> {
         let session_id = request.into_inner().session_id;
         let node_id = self.inner.session_node(&session_id)?;
         let cancel = self
@@ -420,16 +514,27 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         // Subscribe before reading, so no change between the read and the watch is lost.
         let mut watcher = self.inner.store.watch();
         let (index, initial): (u64, Vec<Task>) = self.inner.store.view(|tx| {
-            (tx.index(), tx.tasks_by_node(&node_id).filter(|t| Dispatcher::is_assigned(t, &node_id)).map(|t| (**t).clone()).collect())
+            (
+                tx.index(),
+                tx.tasks_by_node(&node_id)
+                    .filter(|t| Dispatcher::is_assigned(t, &node_id))
+                    .map(|t| (**t).clone())
+                    .collect(),
+            )
         });
         // What the agent has been sent: task id -> (desired state, spec version).
-        let mut sent: HashMap<String, (TaskState, u64)> =
-            initial.iter().map(|t| (t.id.clone(), (t.desired_state, t.spec_version))).collect();
+        let mut sent: HashMap<String, (TaskState, u64)> = initial
+            .iter()
+            .map(|t| (t.id.clone(), (t.desired_state, t.spec_version)))
+            .collect();
         let complete = pb::AssignmentsMessage {
             r#type: pb::assignments_message::Type::Complete as i32,
             applies_to: String::new(),
             results_in: index.to_string(),
-            changes: initial.iter().map(|t| assignment_change(t, pb::assignment_change::Action::Update)).collect(),
+            changes: initial
+                .iter()
+                .map(|t| assignment_change(t, pb::assignment_change::Action::Update))
+                .collect(),
         };
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -447,7 +552,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     Update::Changes(c) => c,
                     Update::Resync => {
                         // Events were lost: the agent must re-register and get a complete set.
-                        let _ = tx.send(Err(Status::aborted("assignment stream fell behind; register again"))).await;
+                        let _ = tx
+                            .send(Err(Status::aborted(
+                                "assignment stream fell behind; register again",
+                            )))
+                            .await;
                         return;
                     }
                     Update::Closed => return,
@@ -460,7 +569,10 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     match change {
                         Change::Deleted(old) => {
                             if sent.remove(&old.id).is_some() {
-                                out.push(assignment_change(old, pb::assignment_change::Action::Remove));
+                                out.push(assignment_change(
+                                    old,
+                                    pb::assignment_change::Action::Remove,
+                                ));
                             }
                         }
                         Change::Created(t) | Change::Updated { new: t, .. } => {
@@ -468,10 +580,16 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                                 let key = (t.desired_state, t.spec_version);
                                 if sent.get(&t.id) != Some(&key) {
                                     sent.insert(t.id.clone(), key);
-                                    out.push(assignment_change(t, pb::assignment_change::Action::Update));
+                                    out.push(assignment_change(
+                                        t,
+                                        pb::assignment_change::Action::Update,
+                                    ));
                                 }
                             } else if sent.remove(&t.id).is_some() {
-                                out.push(assignment_change(t, pb::assignment_change::Action::Remove));
+                                out.push(assignment_change(
+                                    t,
+                                    pb::assignment_change::Action::Remove,
+                                ));
                             }
                         }
                     }
@@ -494,12 +612,19 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn publish_logs(&self, request: Request<pb::PublishLogsRequest>) -> RpcResult<pb::PublishLogsResponse> {
+    async fn publish_logs(
+        &self,
+        request: Request<pb::PublishLogsRequest>,
+    ) -> RpcResult<pb::PublishLogsResponse> {
         let r = request.into_inner();
         self.inner.session_node(&r.session_id)?;
         let waiter = self.inner.state.lock().pending_logs.remove(&r.request_id);
         if let Some(waiter) = waiter {
-            let reply = if r.error.is_empty() { Ok((r.stdout, r.stderr)) } else { Err(r.error) };
+            let reply = if r.error.is_empty() {
+                Ok((r.stdout, r.stderr))
+            } else {
+                Err(r.error)
+            };
             let _ = waiter.send(reply);
         }
         Ok(Response::new(pb::PublishLogsResponse {}))

@@ -45,7 +45,9 @@ impl From<StoreError> for ManagerError {
         let text = e.to_string();
         match e {
             StoreError::NotFound { .. } => ManagerError::NotFound(text),
-            StoreError::AlreadyExists { .. } | StoreError::NameConflict { .. } => ManagerError::AlreadyExists(text),
+            StoreError::AlreadyExists { .. } | StoreError::NameConflict { .. } => {
+                ManagerError::AlreadyExists(text)
+            }
             StoreError::VersionConflict { .. } => ManagerError::Conflict(text),
             _ => ManagerError::Internal(text),
         }

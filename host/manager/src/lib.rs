@@ -84,12 +84,19 @@ impl Manager {
         raft.wait_for_leader(LEADER_TIMEOUT).await?;
         let committer: Arc<dyn Committer> = Arc::new(RaftCommitter::new(raft.clone()));
         ensure_cluster(&store, committer.as_ref()).await?;
-        info!(tasks = store.view(|tx| tx.task_count()), services = store.view(|tx| tx.service_count()), "manager state recovered");
+        info!(
+            tasks = store.view(|tx| tx.task_count()),
+            services = store.view(|tx| tx.service_count()),
+            "manager state recovered"
+        );
 
         let dispatcher = Arc::new(Dispatcher::new(
             store.clone(),
             committer.clone(),
-            DispatcherConfig { manager_node_id: config.node_id.clone(), advertise_addr: config.advertise_addr.clone() },
+            DispatcherConfig {
+                manager_node_id: config.node_id.clone(),
+                advertise_addr: config.advertise_addr.clone(),
+            },
         ));
         let control = ControlService::new(store.clone(), committer.clone(), dispatcher.clone());
 
@@ -110,7 +117,9 @@ impl Manager {
         let dispatcher_service = DispatcherService::new(dispatcher.clone());
         tasks.spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(pb::dispatcher_server::DispatcherServer::new(dispatcher_service))
+                .add_service(pb::dispatcher_server::DispatcherServer::new(
+                    dispatcher_service,
+                ))
                 .serve_with_incoming_shutdown(TcpListenerStream::new(remote), shutdown.cancelled())
                 .await;
             if let Err(e) = result {
@@ -119,9 +128,17 @@ impl Manager {
         });
         tasks.spawn(dispatcher.run_liveness(cancel.clone()));
         tasks.spawn(Orchestrator::new(store.clone(), committer.clone()).run(cancel.clone()));
-        tasks.spawn(SchedulerDriver::new(store.clone(), committer.clone(), Box::new(scheduler)).run(cancel.clone()));
+        tasks.spawn(
+            SchedulerDriver::new(store.clone(), committer.clone(), Box::new(scheduler))
+                .run(cancel.clone()),
+        );
         info!(socket = %config.control_socket.display(), remote = %config.advertise_addr, "manager ready");
-        Ok(Self { store, raft, tasks, cancel })
+        Ok(Self {
+            store,
+            raft,
+            tasks,
+            cancel,
+        })
     }
 
     /// The manager's store (read-only use: every change goes through raft).
@@ -143,25 +160,35 @@ fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ManagerEr
     use std::os::unix::fs::PermissionsExt;
     if path.exists() {
         // A stale socket from a previous run (the state dir lock guarantees no live owner).
-        std::fs::remove_file(path)
-            .map_err(|e| ManagerError::Unavailable(format!("removing stale socket {}: {e}", path.display())))?;
+        std::fs::remove_file(path).map_err(|e| {
+            ManagerError::Unavailable(format!("removing stale socket {}: {e}", path.display()))
+        })?;
     }
-    let listener = UnixListener::bind(path)
-        .map_err(|e| ManagerError::Unavailable(format!("binding control socket {}: {e}", path.display())))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| ManagerError::Unavailable(format!("setting mode 0600 on {}: {e}", path.display())))?;
+    let listener = UnixListener::bind(path).map_err(|e| {
+        ManagerError::Unavailable(format!("binding control socket {}: {e}", path.display()))
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| {
+        ManagerError::Unavailable(format!("setting mode 0600 on {}: {e}", path.display()))
+    })?;
     Ok(listener)
 }
 
 /// Create the cluster object with SwarmKit's defaults on first start.
-async fn ensure_cluster(store: &MemoryStore, committer: &dyn Committer) -> Result<(), ManagerError> {
+async fn ensure_cluster(
+    store: &MemoryStore,
+    committer: &dyn Committer,
+) -> Result<(), ManagerError> {
     if store.view(|tx| tx.cluster().is_some()) {
         return Ok(());
     }
     let now = Timestamp::now();
     let cluster = Cluster {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
         spec: ClusterSpec::with_defaults(),
     };
     commit::commit_with(store, committer, |tx| Ok(tx.create(cluster)?)).await?;

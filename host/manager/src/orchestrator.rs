@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use swarm_store::{Change, MemoryStore, ObjectKind, StoreRead, WriteTx};
 use swarm_types::{
-    Annotations, Availability, Meta, Node, NodeState, RestartCondition, Service, ServiceMode, Task, TaskState,
-    TaskStatus, Timestamp, new_id, node_satisfies,
+    Annotations, Availability, Meta, Node, NodeState, RestartCondition, Service, ServiceMode, Task,
+    TaskState, TaskStatus, Timestamp, new_id, node_satisfies,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -33,7 +33,11 @@ enum SlotKey {
 }
 
 fn slot_key(task: &Task) -> SlotKey {
-    if task.slot > 0 { SlotKey::Replica(task.slot) } else { SlotKey::Node(task.node_id.clone()) }
+    if task.slot > 0 {
+        SlotKey::Replica(task.slot)
+    } else {
+        SlotKey::Node(task.node_id.clone())
+    }
 }
 
 fn occupies(task: &Task) -> bool {
@@ -77,7 +81,11 @@ struct Plan {
 
 impl Orchestrator {
     pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>) -> Self {
-        Self { store, committer, restarts: HashMap::new() }
+        Self {
+            store,
+            committer,
+            restarts: HashMap::new(),
+        }
     }
 
     /// Reconcile every service whenever something relevant changes. Runs until cancelled.
@@ -115,10 +123,14 @@ impl Orchestrator {
                 continue;
             }
             let sleep = match wake_at {
-                Some(t) => t.unix_nanos.saturating_sub(Timestamp::now().unix_nanos).max(0),
+                Some(t) => t
+                    .unix_nanos
+                    .saturating_sub(Timestamp::now().unix_nanos)
+                    .max(0),
                 None => i64::MAX,
             };
-            let sleep = Duration::from_nanos(u64::try_from(sleep).unwrap_or(u64::MAX)).min(Duration::from_secs(3600));
+            let sleep = Duration::from_nanos(u64::try_from(sleep).unwrap_or(u64::MAX))
+                .min(Duration::from_secs(3600));
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 u = watch::next(&mut watcher) => {
@@ -214,27 +226,41 @@ impl Orchestrator {
         if plan.desired.is_empty() && plan.create.is_empty() && plan.delete.is_empty() {
             return Ok((plan.more, plan.wake_at));
         }
-        let Plan { desired, create, delete, restarted, more, wake_at } = plan;
+        let Plan {
+            desired,
+            create,
+            delete,
+            restarted,
+            more,
+            wake_at,
+        } = plan;
         let (created, deleted) = (create.len(), delete.len());
-        commit_with(&self.store, self.committer.as_ref(), |tx: &mut WriteTx<'_>| {
-            for (task, state) in &desired {
-                let mut t = (**task).clone();
-                t.desired_state = *state;
-                t.meta.updated_at = now;
-                tx.update(t)?;
-            }
-            for task in create {
-                tx.create(task)?;
-            }
-            for id in &delete {
-                tx.delete(ObjectKind::Task, id)?;
-            }
-            Ok(())
-        })
+        commit_with(
+            &self.store,
+            self.committer.as_ref(),
+            |tx: &mut WriteTx<'_>| {
+                for (task, state) in &desired {
+                    let mut t = (**task).clone();
+                    t.desired_state = *state;
+                    t.meta.updated_at = now;
+                    tx.update(t)?;
+                }
+                for task in create {
+                    tx.create(task)?;
+                }
+                for id in &delete {
+                    tx.delete(ObjectKind::Task, id)?;
+                }
+                Ok(())
+            },
+        )
         .await?;
         debug!(%service_id, changed = desired.len(), created, deleted, "reconciled");
         for key in restarted {
-            self.restarts.entry((service_id.to_string(), key)).or_default().push(now);
+            self.restarts
+                .entry((service_id.to_string(), key))
+                .or_default()
+                .push(now);
         }
         Ok((more, wake_at))
     }
@@ -242,8 +268,12 @@ impl Orchestrator {
     fn plan(&self, tx: &swarm_store::ReadTx<'_>, service_id: &str, now: Timestamp) -> Plan {
         let mut plan = Plan::default();
         let tasks: Vec<Arc<Task>> = tx.tasks_by_service(service_id).cloned().collect();
-        let nodes: HashMap<String, Arc<Node>> = tx.nodes().map(|n| (n.id.clone(), n.clone())).collect();
-        let history_limit = tx.cluster().map(|c| c.spec.orchestration.task_history_retention_limit).unwrap_or(5);
+        let nodes: HashMap<String, Arc<Node>> =
+            tx.nodes().map(|n| (n.id.clone(), n.clone())).collect();
+        let history_limit = tx
+            .cluster()
+            .map(|c| c.spec.orchestration.task_history_retention_limit)
+            .unwrap_or(5);
         let Some(service) = tx.service(service_id).cloned() else {
             // Deleted service: remove every task; the reaper deletes them once they stopped.
             for t in &tasks {
@@ -303,22 +333,27 @@ impl Orchestrator {
                 plan.desired.push((extra.clone(), TaskState::Shutdown));
             }
             let Some(task) = current.pop() else {
-                plan.create.push(new_task(&service, key, now, TaskState::Running));
+                plan.create
+                    .push(new_task(&service, key, now, TaskState::Running));
                 continue;
             };
             // The node failed or was drained: replace at once.
-            if task.desired_state <= TaskState::Running && !task.status.state.is_terminal() && node_failed(&nodes, task)
+            if task.desired_state <= TaskState::Running
+                && !task.status.state.is_terminal()
+                && node_failed(&nodes, task)
             {
                 plan.desired.push((task.clone(), TaskState::Shutdown));
                 if matches!(key, SlotKey::Replica(_)) {
-                    plan.create.push(new_task(&service, key, now, TaskState::Running));
+                    plan.create
+                        .push(new_task(&service, key, now, TaskState::Running));
                 }
                 continue;
             }
             // A new spec: roll the slot over (stop first).
             if task.spec_version != service.spec_version && task.spec != service.spec.task {
                 plan.desired.push((task.clone(), TaskState::Shutdown));
-                plan.create.push(new_task(&service, key, now, TaskState::Running));
+                plan.create
+                    .push(new_task(&service, key, now, TaskState::Running));
                 continue;
             }
             // A delayed restart whose delay passed.
@@ -338,7 +373,11 @@ impl Orchestrator {
             {
                 plan.desired.push((task.clone(), TaskState::Shutdown));
                 let delay = service.spec.task.restart.delay;
-                let desired = if delay.is_zero() { TaskState::Running } else { TaskState::Ready };
+                let desired = if delay.is_zero() {
+                    TaskState::Running
+                } else {
+                    TaskState::Ready
+                };
                 plan.create.push(new_task(&service, key, now, desired));
                 plan.restarted.push(key.clone());
                 if !delay.is_zero() {
@@ -351,7 +390,13 @@ impl Orchestrator {
         plan
     }
 
-    fn should_restart(&self, service: &Service, key: &SlotKey, task: &Task, now: Timestamp) -> bool {
+    fn should_restart(
+        &self,
+        service: &Service,
+        key: &SlotKey,
+        task: &Task,
+        now: Timestamp,
+    ) -> bool {
         let policy = &service.spec.task.restart;
         let failed = task.status.state != TaskState::Complete;
         match policy.condition {
@@ -364,20 +409,39 @@ impl Orchestrator {
         }
         let history = self.restarts.get(&(service.id.clone(), key.clone()));
         let recent = history
-            .map(|h| h.iter().filter(|t| policy.window.is_zero() || t.elapsed_at(now) <= policy.window).count())
+            .map(|h| {
+                h.iter()
+                    .filter(|t| policy.window.is_zero() || t.elapsed_at(now) <= policy.window)
+                    .count()
+            })
             .unwrap_or(0);
         recent < usize::try_from(policy.max_attempts).unwrap_or(usize::MAX)
     }
 
     /// The task reaper: delete removed tasks that stopped, and old history beyond the limit.
-    fn reap(&self, tasks: &[Arc<Task>], nodes: &HashMap<String, Arc<Node>>, limit: u64, plan: &mut Plan) {
-        let changing: HashMap<&str, TaskState> = plan.desired.iter().map(|(t, s)| (t.id.as_str(), *s)).collect();
+    fn reap(
+        &self,
+        tasks: &[Arc<Task>],
+        nodes: &HashMap<String, Arc<Node>>,
+        limit: u64,
+        plan: &mut Plan,
+    ) {
+        let changing: HashMap<&str, TaskState> = plan
+            .desired
+            .iter()
+            .map(|(t, s)| (t.id.as_str(), *s))
+            .collect();
         let stopped = |t: &Task| {
-            t.status.state.is_terminal() || t.status.state < TaskState::Assigned || node_failed(nodes, t)
+            t.status.state.is_terminal()
+                || t.status.state < TaskState::Assigned
+                || node_failed(nodes, t)
         };
         let mut history: BTreeMap<SlotKey, Vec<&Arc<Task>>> = BTreeMap::new();
         for t in tasks {
-            let desired = changing.get(t.id.as_str()).copied().unwrap_or(t.desired_state);
+            let desired = changing
+                .get(t.id.as_str())
+                .copied()
+                .unwrap_or(t.desired_state);
             if desired == TaskState::Remove {
                 if stopped(t) {
                     plan.delete.push(t.id.clone());
@@ -406,7 +470,9 @@ fn platform_ok(node: &Node, service: &Service) -> bool {
     if platforms.is_empty() {
         return true;
     }
-    let Some(d) = &node.description else { return false };
+    let Some(d) = &node.description else {
+        return false;
+    };
     platforms.iter().any(|p| {
         (p.os.is_empty() || p.os.eq_ignore_ascii_case(&d.platform.os))
             && (p.arch.is_empty() || p.arch.eq_ignore_ascii_case(&d.platform.arch))
@@ -428,8 +494,15 @@ fn new_task(service: &Service, key: &SlotKey, now: Timestamp, desired_state: Tas
     };
     Task {
         id: new_id(),
-        meta: Meta { version: 0, created_at: now, updated_at: now },
-        annotations: Annotations { name: format!("{}.{}", service.name(), suffix), labels: Default::default() },
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
+        annotations: Annotations {
+            name: format!("{}.{}", service.name(), suffix),
+            labels: Default::default(),
+        },
         service_id: service.id.clone(),
         slot,
         node_id,

@@ -24,8 +24,15 @@ const RECENT_FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
 /// What places tasks: the scheduler plugin, or the same code built natively (benchmarks).
 pub trait Placer: Send {
-    fn update_nodes(&mut self, upserts: Vec<ph::NodeInfo>, removals: Vec<String>) -> BoxFuture<'_, Result<()>>;
-    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>>;
+    fn update_nodes(
+        &mut self,
+        upserts: Vec<ph::NodeInfo>,
+        removals: Vec<String>,
+    ) -> BoxFuture<'_, Result<()>>;
+    fn schedule(
+        &mut self,
+        groups: Vec<ph::TaskGroup>,
+    ) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>>;
 }
 
 fn plugin_error(e: ph::PluginError) -> ManagerError {
@@ -33,12 +40,27 @@ fn plugin_error(e: ph::PluginError) -> ManagerError {
 }
 
 impl Placer for ph::SchedulerPlugin {
-    fn update_nodes(&mut self, upserts: Vec<ph::NodeInfo>, removals: Vec<String>) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move { ph::SchedulerPlugin::update_nodes(self, upserts, removals).await.map_err(plugin_error) })
+    fn update_nodes(
+        &mut self,
+        upserts: Vec<ph::NodeInfo>,
+        removals: Vec<String>,
+    ) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            ph::SchedulerPlugin::update_nodes(self, upserts, removals)
+                .await
+                .map_err(plugin_error)
+        })
     }
 
-    fn schedule(&mut self, groups: Vec<ph::TaskGroup>) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>> {
-        Box::pin(async move { ph::SchedulerPlugin::schedule(self, groups).await.map_err(plugin_error) })
+    fn schedule(
+        &mut self,
+        groups: Vec<ph::TaskGroup>,
+    ) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>> {
+        Box::pin(async move {
+            ph::SchedulerPlugin::schedule(self, groups)
+                .await
+                .map_err(plugin_error)
+        })
     }
 }
 
@@ -64,7 +86,9 @@ pub fn node_info(tx: &impl StoreRead, node: &Node, now: Timestamp) -> ph::NodeIn
             total += 1;
             cpu += t.spec.resources.reservations.nano_cpus;
             mem += t.spec.resources.reservations.memory_bytes;
-        } else if t.status.state == TaskState::Failed && t.status.timestamp.elapsed_at(now) <= RECENT_FAILURE_WINDOW {
+        } else if t.status.state == TaskState::Failed
+            && t.status.timestamp.elapsed_at(now) <= RECENT_FAILURE_WINDOW
+        {
             *failures.entry(t.service_id.clone()).or_default() += 1;
         }
     }
@@ -77,8 +101,19 @@ pub fn node_info(tx: &impl StoreRead, node: &Node, now: Timestamp) -> ph::NodeIn
         },
         os: desc.platform.os.clone(),
         arch: desc.platform.arch.clone(),
-        labels: node.spec.annotations.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        engine_labels: desc.engine.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        labels: node
+            .spec
+            .annotations
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        engine_labels: desc
+            .engine
+            .labels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         addr: node.status.addr.clone(),
         status: match node.status.state {
             NodeState::Unknown => ph::NodeStatus::Unknown,
@@ -91,7 +126,10 @@ pub fn node_info(tx: &impl StoreRead, node: &Node, now: Timestamp) -> ph::NodeIn
             Availability::Pause => ph::NodeAvailability::Pause,
             Availability::Drain => ph::NodeAvailability::Drain,
         },
-        total_resources: ph::Resources { nano_cpus: desc.resources.nano_cpus, memory_bytes: desc.resources.memory_bytes },
+        total_resources: ph::Resources {
+            nano_cpus: desc.resources.nano_cpus,
+            memory_bytes: desc.resources.memory_bytes,
+        },
         available_resources: ph::Resources {
             nano_cpus: desc.resources.nano_cpus - cpu,
             memory_bytes: desc.resources.memory_bytes - mem,
@@ -123,7 +161,10 @@ fn placement(task: &Task) -> ph::Placement {
             .placement
             .platforms
             .iter()
-            .map(|p| ph::Platform { os: p.os.clone(), arch: p.arch.clone() })
+            .map(|p| ph::Platform {
+                os: p.os.clone(),
+                arch: p.arch.clone(),
+            })
             .collect(),
         max_replicas: spec.placement.max_replicas,
         required_plugins: Vec::new(),
@@ -150,7 +191,11 @@ pub struct SchedulerDriver {
 }
 
 impl SchedulerDriver {
-    pub fn new(store: Arc<MemoryStore>, committer: Arc<dyn Committer>, placer: Box<dyn Placer>) -> Self {
+    pub fn new(
+        store: Arc<MemoryStore>,
+        committer: Arc<dyn Committer>,
+        placer: Box<dyn Placer>,
+    ) -> Self {
         Self {
             store,
             committer,
@@ -195,7 +240,11 @@ impl SchedulerDriver {
         self.store.view(|tx| {
             self.dirty_nodes.extend(tx.nodes().map(|n| n.id.clone()));
             self.dirty_nodes.extend(self.known_nodes.iter().cloned());
-            self.pending = tx.tasks().filter(|t| is_pending(t)).map(|t| t.id.clone()).collect();
+            self.pending = tx
+                .tasks()
+                .filter(|t| is_pending(t))
+                .map(|t| t.id.clone())
+                .collect();
         });
         self.retry = true;
     }
@@ -224,7 +273,9 @@ impl SchedulerDriver {
             }
             let held_before = old.is_some_and(|t| holds_node(t));
             let held_after = new.is_some_and(|t| holds_node(t));
-            if held_before != held_after || matches!(change, Change::Updated { old, new } if old.node_id != new.node_id) {
+            if held_before != held_after
+                || matches!(change, Change::Updated { old, new } if old.node_id != new.node_id)
+            {
                 for t in [old, new].into_iter().flatten() {
                     if !t.node_id.is_empty() {
                         self.dirty_nodes.insert(t.node_id.clone());
@@ -294,44 +345,56 @@ impl SchedulerDriver {
         let now = Timestamp::now();
         let mut stats = PassStats::default();
         let mut touched_nodes = Vec::new();
-        let outcome = commit_with(&self.store, self.committer.as_ref(), |tx: &mut WriteTx<'_>| {
-            for result in &results {
-                for (task_id, node_id) in &result.assignments {
-                    let Some(task) = tx.task(task_id) else { continue };
-                    if !is_pending(task) {
-                        continue;
+        let outcome = commit_with(
+            &self.store,
+            self.committer.as_ref(),
+            |tx: &mut WriteTx<'_>| {
+                for result in &results {
+                    for (task_id, node_id) in &result.assignments {
+                        let Some(task) = tx.task(task_id) else {
+                            continue;
+                        };
+                        if !is_pending(task) {
+                            continue;
+                        }
+                        let mut task = (**task).clone();
+                        task.node_id = node_id.clone();
+                        task.status.state = TaskState::Assigned;
+                        task.status.timestamp = now;
+                        task.status.message = "scheduler assigned task to node".to_string();
+                        task.status.err.clear();
+                        task.meta.updated_at = now;
+                        tx.update(task)?;
+                        touched_nodes.push(node_id.clone());
+                        stats.assigned += 1;
                     }
-                    let mut task = (**task).clone();
-                    task.node_id = node_id.clone();
-                    task.status.state = TaskState::Assigned;
-                    task.status.timestamp = now;
-                    task.status.message = "scheduler assigned task to node".to_string();
-                    task.status.err.clear();
-                    task.meta.updated_at = now;
-                    tx.update(task)?;
-                    touched_nodes.push(node_id.clone());
-                    stats.assigned += 1;
-                }
-                for (task_id, reason) in &result.unplaced {
-                    stats.unplaced += 1;
-                    let Some(task) = tx.task(task_id) else { continue };
-                    if !is_pending(task) || task.status.err == *reason {
-                        continue;
+                    for (task_id, reason) in &result.unplaced {
+                        stats.unplaced += 1;
+                        let Some(task) = tx.task(task_id) else {
+                            continue;
+                        };
+                        if !is_pending(task) || task.status.err == *reason {
+                            continue;
+                        }
+                        let mut task = (**task).clone();
+                        task.status.err = reason.clone();
+                        task.status.timestamp = now;
+                        task.meta.updated_at = now;
+                        tx.update(task)?;
                     }
-                    let mut task = (**task).clone();
-                    task.status.err = reason.clone();
-                    task.status.timestamp = now;
-                    task.meta.updated_at = now;
-                    tx.update(task)?;
                 }
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .await;
         match outcome {
             Ok(_) => {
                 if stats.assigned > 0 || stats.unplaced > 0 {
-                    debug!(assigned = stats.assigned, unplaced = stats.unplaced, "scheduling pass");
+                    debug!(
+                        assigned = stats.assigned,
+                        unplaced = stats.unplaced,
+                        "scheduling pass"
+                    );
                 }
                 if stats.unplaced > 0 && stats.assigned == 0 {
                     info!(unplaced = stats.unplaced, "tasks wait for a suitable node");
