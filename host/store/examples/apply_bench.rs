@@ -68,6 +68,22 @@ fn main() -> Result<(), StoreError> {
         "{:<52} {:>8} {:>13} {:>15}",
         "operation", "count", "total", "per object"
     );
+    // What this machine does with plain std collections of the same ids, for scale.
+    let sample: Vec<String> = (0..tasks).map(|_| new_id()).collect();
+    let start = Instant::now();
+    let mut baseline = std::collections::BTreeSet::new();
+    for id in &sample {
+        baseline.insert(id.clone());
+    }
+    row(
+        "baseline: BTreeSet<String> insert (same ids)",
+        tasks,
+        start.elapsed(),
+    );
+    let start = Instant::now();
+    let hits = sample.iter().filter(|id| baseline.contains(*id)).count();
+    row("baseline: BTreeSet<String> lookup", hits, start.elapsed());
+    drop(baseline);
     let new_tasks: Vec<Action> = (1..=tasks as u64)
         .map(|slot| {
             Action::Create(

@@ -6,7 +6,23 @@
 //! [`MemoryStore::build`] (a dry run that sees its own writes and checks them), raft commits
 //! it, and every manager's state machine applies it with [`MemoryStore::apply`]. Readers use
 //! [`MemoryStore::view`]; consumers (orchestrators, scheduler, dispatcher) follow
-//! [`MemoryStore::watch`].
+//! [`MemoryStore::watch`]. Queries live on the [`StoreRead`] trait, shared by both kinds of
+//! transaction:
+//!
+//! ```
+//! use swarm_store::{MemoryStore, StoreError, StoreRead as _};
+//! use swarm_types::Node;
+//!
+//! let store = MemoryStore::new();
+//! let ((), batch) = store.build(|tx| {
+//!     tx.create(Node { id: "n1".into(), ..Default::default() })?;
+//!     Ok::<_, StoreError>(())
+//! })?;
+//! // The leader proposes `batch`; once raft commits it at index 1, every manager applies it.
+//! store.apply(1, batch)?;
+//! assert_eq!(store.view(|tx| tx.node("n1").map(|n| n.meta.version)), Some(1));
+//! # Ok::<(), StoreError>(())
+//! ```
 //!
 //! *Architecture invariant*: this crate is pure. It does no IO, reads no clock, spawns nothing
 //! and needs no async runtime (`Watcher::recv` is a plain future). It depends only on

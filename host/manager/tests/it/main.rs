@@ -2,5 +2,7 @@
 //! against a store committed through `DirectCommitter` (or raft where raft is the subject);
 //! services are served over real gRPC; the scheduler driver drives the real scheduler plugin.
 
+mod dispatcher;
 mod orchestrator;
+mod scheduler;
 mod support;

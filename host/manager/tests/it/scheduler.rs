@@ -55,35 +55,58 @@ async fn pending_tasks_are_assigned_and_spread_over_the_nodes() {
 
 #[tokio::test]
 async fn nodes_with_the_fewest_tasks_of_the_service_come_first() {
-    let mut h = Harness::new(1).await;
+    let mut h = Harness::new(2).await;
     h.start_orchestrator();
     h.start_scheduler();
-    // Another service loads node-2 and node-3 evenly; it does not count against "web".
-    let other = h.must_create_service(service_spec("other", 2)).await;
-    let service = h.must_create_service(service_spec("web", 2)).await;
-    h.must_tasks(&service.id, "web's two tasks on node-1", |tasks| {
-        all_assigned(tasks, 2).then_some(())
+    // node-2 runs three tasks of another service; node-1 one task of "web".
+    h.must_update_node("node-1", |n| n.spec.availability = Availability::Pause)
+        .await;
+    let other = h.must_create_service(service_spec("other", 3)).await;
+    h.must_tasks(&other.id, "other's tasks on node-2", |tasks| {
+        all_assigned(tasks, 3).then_some(())
     })
     .await;
-    h.must_tasks(&other.id, "other's two tasks on node-1", |tasks| {
-        all_assigned(tasks, 2).then_some(())
+    h.must_update_node("node-1", |n| n.spec.availability = Availability::Active)
+        .await;
+    h.must_update_node("node-2", |n| n.spec.availability = Availability::Pause)
+        .await;
+    let service = h.must_create_service(service_spec("web", 1)).await;
+    h.must_tasks(&service.id, "web's task on node-1", |tasks| {
+        all_assigned(tasks, 1).then_some(())
     })
     .await;
+    h.must_update_node("node-2", |n| n.spec.availability = Availability::Active)
+        .await;
 
-    h.must_add_node("node-2", &[]).await;
-    h.must_add_node("node-3", &[]).await;
+    // The second web task goes to node-2: fewer web tasks, though more tasks in all.
     h.must_update_service(&service.id, |s| {
-        s.mode = swarm_types::ServiceMode::Replicated { replicas: 6 }
+        s.mode = swarm_types::ServiceMode::Replicated { replicas: 2 }
     })
     .await;
     let tasks = h
-        .must_tasks(&service.id, "six tasks assigned", |tasks| {
-            all_assigned(tasks, 6).then(|| tasks.to_vec())
+        .must_tasks(&service.id, "two web tasks assigned", |tasks| {
+            all_assigned(tasks, 2).then(|| tasks.to_vec())
         })
         .await;
-    let want: BTreeMap<String, usize> =
-        [("node-1", 2), ("node-2", 2), ("node-3", 2)].map(|(n, c)| (n.to_string(), c)).into();
-    assert_eq!(per_node(&tasks), want, "the new tasks go to the empty nodes");
+    let want: BTreeMap<String, usize> = [("node-1", 1), ("node-2", 1)]
+        .map(|(n, c)| (n.to_string(), c))
+        .into();
+    assert_eq!(per_node(&tasks), want);
+
+    // With web tied, the node with fewer tasks in all comes first, then they alternate.
+    h.must_update_service(&service.id, |s| {
+        s.mode = swarm_types::ServiceMode::Replicated { replicas: 5 }
+    })
+    .await;
+    let tasks = h
+        .must_tasks(&service.id, "five web tasks assigned", |tasks| {
+            all_assigned(tasks, 5).then(|| tasks.to_vec())
+        })
+        .await;
+    let want: BTreeMap<String, usize> = [("node-1", 3), ("node-2", 2)]
+        .map(|(n, c)| (n.to_string(), c))
+        .into();
+    assert_eq!(per_node(&tasks), want);
     h.shutdown().await;
 }
 

@@ -456,3 +456,49 @@ pub fn must_load_scheduler() -> SchedulerPlugin {
         .load_scheduler("default", swarm_plugin_artifacts::SCHEDULER)
         .expect("load the default scheduler plugin")
 }
+
+/// A task of `service` as the orchestrator creates it, then placed on `node_id` (empty: not
+/// placed) in observed state `state`.
+pub fn task_of(service: &Service, slot: u64, node_id: &str, state: TaskState) -> Task {
+    let now = Timestamp::now();
+    Task {
+        id: new_id(),
+        meta: Meta {
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        },
+        annotations: Annotations {
+            name: format!("{}.{slot}", service.spec.annotations.name),
+            labels: Default::default(),
+        },
+        service_id: service.id.clone(),
+        slot,
+        node_id: node_id.to_string(),
+        spec: service.spec.task.clone(),
+        spec_version: service.spec_version,
+        desired_state: TaskState::Running,
+        status: swarm_types::TaskStatus {
+            state,
+            timestamp: now,
+            message: String::new(),
+            ..Default::default()
+        },
+    }
+}
+
+impl Harness {
+    /// Commits a new task (see [`task_of`]) and returns it as stored.
+    pub async fn must_add_task(
+        &self,
+        service: &Service,
+        slot: u64,
+        node_id: &str,
+        state: TaskState,
+    ) -> Task {
+        let task = task_of(service, slot, node_id, state);
+        let id = task.id.clone();
+        self.must_commit(|tx| Ok(tx.create(task)?)).await;
+        self.must_task(&id)
+    }
+}

@@ -167,3 +167,12 @@ async fn recv_waits_for_the_next_change_set() {
     }
     assert_eq!(writer.await.expect("writer"), 1);
 }
+
+#[test]
+fn the_store_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<MemoryStore>();
+    send_sync::<swarm_store::ChangeSet>();
+    send::<Watcher>();
+}
