@@ -76,6 +76,12 @@ async fn service_tasks(
         .tasks)
 }
 
+/// Whether the scheduler has placed the task (ASSIGNED or any later state).
+fn is_assigned(task: &pb::Task) -> bool {
+    let assigned = pb::TaskState::Assigned as i32;
+    !task.node_id.is_empty() && task.status.as_ref().is_some_and(|s| s.state >= assigned)
+}
+
 fn is_running(task: &pb::Task) -> bool {
     let running = pb::TaskState::Running as i32;
     task.desired_state == running && task.status.as_ref().is_some_and(|s| s.state == running)
@@ -106,9 +112,18 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
         .service
         .context("CreateService returned no service")?;
     let mut running;
+    let mut all_assigned = None;
+    let mut first_running = None;
     loop {
         let tasks = service_tasks(&mut client, &service.id).await?;
         running = tasks.iter().filter(|t| is_running(t)).count() as u64;
+        let assigned = tasks.iter().filter(|t| is_assigned(t)).count() as u64;
+        if all_assigned.is_none() && assigned >= args.replicas {
+            all_assigned = Some(created.elapsed());
+        }
+        if first_running.is_none() && running > 0 {
+            first_running = Some(created.elapsed());
+        }
         if running >= args.replicas {
             break;
         }

@@ -149,6 +149,8 @@ impl Swarmd {
     /// SIGTERM, then SIGKILL after a grace period; then kills any task process left.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.record_task_processes();
+        // Once swarmd has exited its tasks are no longer its children: note them now.
+        self.task_processes.extend(sys::children(self.child.id()));
         sys::signal(self.child.id(), libc::SIGTERM, false).context("sending SIGTERM to swarmd")?;
         let deadline = Instant::now() + STOP_GRACE;
         while self
@@ -171,8 +173,10 @@ impl Swarmd {
         self.record_task_processes();
         for &(pid, start) in &self.task_processes {
             if sys::is_alive(pid, start) {
-                // Each task process leads its own process group.
+                // Each task process leads its own process group (which holds its children); the
+                // process itself too, in case it was caught before it made its group.
                 let _ = sys::signal(pid, libc::SIGKILL, true);
+                let _ = sys::signal(pid, libc::SIGKILL, false);
             }
         }
     }
@@ -181,6 +185,12 @@ impl Swarmd {
 impl Drop for Swarmd {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
+            // Freeze swarmd so that it starts nothing more, then take its children (a task
+            // process it started but had not yet recorded in a pid file is one of them).
+            let _ = sys::signal(self.child.id(), libc::SIGSTOP, false);
+            sys::wait_stopped(self.child.id(), Duration::from_secs(2));
+            self.task_processes.extend(sys::children(self.child.id()));
+            self.kill_tasks();
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

@@ -30,22 +30,76 @@ pub fn signal(pid: u32, signal: i32, group: bool) -> std::io::Result<()> {
     Err(error)
 }
 
-/// State letter and start time (clock ticks since boot) from `/proc/<pid>/stat`.
-fn stat(pid: u32) -> Option<(char, u64)> {
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    state: char,
+    parent: u32,
+    /// Clock ticks since boot.
+    start_time: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: parse after the last ')'.
     let rest = &text[text.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field 3 (state) is the first after the name; field 22 (starttime) the 20th.
-    let state = fields.first()?.chars().next()?;
-    let start_time = fields.get(19)?.parse().ok()?;
-    Some((state, start_time))
+    // Field 3 (state) is the first after the name, field 4 (ppid) the second, field 22
+    // (starttime) the 20th.
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        parent: fields.get(1)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+/// Waits (up to `timeout`) until every thread of `pid` is stopped, e.g. after SIGSTOP: a stop
+/// is delivered asynchronously, and a thread inside `fork` finishes it first. Returns whether
+/// every thread was seen stopped (or the process is gone).
+pub fn wait_stopped(pid: u32, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        let running = threads.flatten().any(|thread| {
+            std::fs::read_to_string(thread.path().join("stat"))
+                .ok()
+                .and_then(|text| {
+                    let rest = &text[text.rfind(')')? + 1..];
+                    rest.split_whitespace().next()?.chars().next()
+                })
+                .is_some_and(|state| !matches!(state, 'T' | 't' | 'Z' | 'X' | 'x'))
+        });
+        if !running {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// The live children of `parent`, as (pid, start time).
+pub fn children(parent: u32) -> Vec<(u32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = stat(pid)?;
+            (stat.parent == parent && !matches!(stat.state, 'Z' | 'X' | 'x'))
+                .then_some((pid, stat.start_time))
+        })
+        .collect()
 }
 
 /// Whether the process `pid` that started at `start_time` still runs (a zombie has ended).
 pub fn is_alive(pid: u32, start_time: u64) -> bool {
     match stat(pid) {
-        Some((state, started)) => started == start_time && !matches!(state, 'Z' | 'X' | 'x'),
+        Some(stat) => stat.start_time == start_time && !matches!(stat.state, 'Z' | 'X' | 'x'),
         None => false,
     }
 }
@@ -84,9 +138,10 @@ mod tests {
     #[test]
     fn this_process_is_alive_and_has_memory_figures() {
         let pid = std::process::id();
-        let (_, start) = stat(pid).expect("own stat");
-        assert!(is_alive(pid, start));
-        assert!(!is_alive(pid, start + 1));
+        let own = stat(pid).expect("own stat");
+        assert!(is_alive(pid, own.start_time));
+        assert!(!is_alive(pid, own.start_time + 1));
+        assert!(children(own.parent).iter().any(|&(child, _)| child == pid));
         let peak = self_status_bytes("VmHWM").expect("VmHWM");
         let now = self_status_bytes("VmRSS").expect("VmRSS");
         assert!(peak >= now && now > 0);

@@ -11,7 +11,8 @@ use swarm_store::{Batch, MemoryStore, StoreError, WriteTx};
 
 use crate::error::{ManagerError, Result};
 
-/// Commits a batch and resolves once it is applied to the local store, returning its index.
+/// Commits a batch and resolves once it is applied to the local store, returning the store
+/// index it was applied at (the `meta.version` of every object it wrote).
 pub trait Committer: Send + Sync + 'static {
     fn commit(&self, batch: Batch) -> BoxFuture<'_, Result<u64>>;
 }
@@ -34,7 +35,9 @@ pub async fn commit_with<T>(
 /// What the state machine answers for one applied batch (carried back through raft).
 #[derive(Debug, Serialize, Deserialize)]
 enum ApplyOutcome {
-    Applied,
+    /// Applied at this store index (which can be ahead of the raft index: proposals that share
+    /// a raft entry get consecutive store indexes).
+    Applied(u64),
     NotFound(String),
     AlreadyExists(String),
     Conflict(String),
@@ -42,9 +45,9 @@ enum ApplyOutcome {
 }
 
 impl ApplyOutcome {
-    fn from_result(r: std::result::Result<(), StoreError>) -> Self {
+    fn from_result(version: u64, r: std::result::Result<(), StoreError>) -> Self {
         match r {
-            Ok(()) => ApplyOutcome::Applied,
+            Ok(()) => ApplyOutcome::Applied(version),
             Err(e) => {
                 let text = e.to_string();
                 match e {
@@ -59,9 +62,9 @@ impl ApplyOutcome {
         }
     }
 
-    fn into_result(self) -> Result<()> {
+    fn into_result(self) -> Result<u64> {
         match self {
-            ApplyOutcome::Applied => Ok(()),
+            ApplyOutcome::Applied(version) => Ok(version),
             ApplyOutcome::NotFound(m) => Err(ManagerError::NotFound(m)),
             ApplyOutcome::AlreadyExists(m) => Err(ManagerError::AlreadyExists(m)),
             ApplyOutcome::Conflict(m) => Err(ManagerError::Conflict(m)),
@@ -88,7 +91,7 @@ impl StateMachineApp for StoreApp {
         // on replay, since it depends only on the applied sequence.
         let version = index.max(self.store.last_index() + 1);
         let outcome = match serde_json::from_slice::<Batch>(command) {
-            Ok(batch) => ApplyOutcome::from_result(self.store.apply(version, batch)),
+            Ok(batch) => ApplyOutcome::from_result(version, self.store.apply(version, batch)),
             Err(e) => ApplyOutcome::Refused(format!("undecodable batch at index {index}: {e}")),
         };
         serde_json::to_vec(&outcome).unwrap_or_default()
@@ -122,11 +125,11 @@ impl Committer for RaftCommitter {
         Box::pin(async move {
             let bytes = serde_json::to_vec(&batch)
                 .map_err(|e| ManagerError::Internal(format!("encoding batch: {e}")))?;
-            let (index, response) = self.raft.propose(bytes).await?;
+            let (_raft_index, response) = self.raft.propose(bytes).await?;
             let outcome: ApplyOutcome = serde_json::from_slice(&response)
                 .map_err(|e| ManagerError::Internal(format!("decoding apply outcome: {e}")))?;
-            outcome.into_result()?;
-            Ok(index)
+            // The store index, which every object the batch wrote carries as its version.
+            outcome.into_result()
         })
     }
 }

@@ -343,8 +343,10 @@ impl pb::control_server::Control for ControlService {
                     .map(|t| (**t).clone())
                     .collect()
             } else {
-                f.service_ids
-                    .iter()
+                // A service named twice still lists its tasks once.
+                let services: std::collections::BTreeSet<&String> = f.service_ids.iter().collect();
+                services
+                    .into_iter()
                     .flat_map(|s| tx.tasks_by_service(s))
                     .filter(|t| keep(t))
                     .map(|t| (**t).clone())

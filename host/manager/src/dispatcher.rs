@@ -3,6 +3,12 @@
 //!
 //! Heartbeats live in memory, not in raft (as in SwarmKit); only a node's transitions (READY on
 //! registration, DOWN after `heartbeat_period * grace_multiplier` of silence) are committed.
+//!
+//! Agents are not trusted with more than their own node: a session may report the status of
+//! tasks assigned to its node only, only moving them forward through the states the agent owns
+//! (ACCEPTED to REJECTED), and may answer only the log requests sent to its node. A session
+//! lives until its heartbeats stop (a broken stream alone does not end it, so a short blip
+//! does not mark the node down), it is replaced by a new registration, or the dispatcher stops.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -31,6 +37,8 @@ use crate::watch::{self, Update};
 const LOG_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times a write that lost a version race is rebuilt and retried.
 const CONFLICT_RETRIES: usize = 8;
+/// The liveness loop never checks more often than this, whatever the cluster object says.
+const MIN_LIVENESS_INTERVAL: Duration = Duration::from_millis(10);
 
 /// Settings of the dispatcher that come from the node, not the cluster object.
 #[derive(Clone, Debug)]
@@ -50,10 +58,28 @@ struct Session {
 
 type LogReply = std::result::Result<(Vec<u8>, Vec<u8>), String>;
 
+/// A log request waiting for the agent of `node_id`.
+struct PendingLogs {
+    node_id: String,
+    reply: oneshot::Sender<LogReply>,
+}
+
+/// Removes a log request from the pending set when its caller stops waiting.
+struct PendingLogsGuard<'a> {
+    state: &'a Mutex<State>,
+    request_id: String,
+}
+
+impl Drop for PendingLogsGuard<'_> {
+    fn drop(&mut self) {
+        self.state.lock().pending_logs.remove(&self.request_id);
+    }
+}
+
 #[derive(Default)]
 struct State {
     sessions: HashMap<String, Session>,
-    pending_logs: HashMap<String, oneshot::Sender<LogReply>>,
+    pending_logs: HashMap<String, PendingLogs>,
 }
 
 /// The dispatcher's state, shared by its gRPC service and the manager's control service.
@@ -64,6 +90,9 @@ pub struct Dispatcher {
     state: Mutex<State>,
     /// When this dispatcher started: nodes READY in the store get a grace period from here.
     started: Instant,
+    /// Cancelled when the liveness loop stops (the manager shuts down): every session, and the
+    /// streams that belong to it, end with it, so servers can drain.
+    closing: CancellationToken,
 }
 
 impl Dispatcher {
@@ -78,6 +107,7 @@ impl Dispatcher {
             config,
             state: Mutex::new(State::default()),
             started: Instant::now(),
+            closing: CancellationToken::new(),
         }
     }
 
@@ -179,15 +209,17 @@ impl Dispatcher {
         )))
     }
 
-    /// Mark nodes whose heartbeats stopped as DOWN. Runs until cancelled.
+    /// Mark nodes whose heartbeats stopped as DOWN. Runs until cancelled; then ends every
+    /// session (and its streams).
     pub async fn run_liveness(self: Arc<Self>, cancel: CancellationToken) {
+        let _close = self.closing.clone().drop_guard();
         loop {
             let spec = self.cluster_spec();
             let period = spec.dispatcher.heartbeat_period;
             let grace = period * spec.dispatcher.grace_multiplier;
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(period / 2) => {}
+                _ = tokio::time::sleep((period / 2).max(MIN_LIVENESS_INTERVAL)) => {}
             }
             let now = Instant::now();
             let mut expired: Vec<(String, String)> = Vec::new();
@@ -233,6 +265,12 @@ impl Dispatcher {
     async fn mark_down(&self, node_id: &str, message: &str) -> Result<()> {
         for _ in 0..CONFLICT_RETRIES {
             let r = commit_with(&self.store, self.committer.as_ref(), |tx| {
+                // The node may have registered again since it expired. (Should it register
+                // between this check and the commit, its next heartbeat finds it DOWN and
+                // asks it to register again.)
+                if self.has_session(node_id) {
+                    return Ok(());
+                }
                 if let Some(n) = tx.node(node_id)
                     && n.status.state == NodeState::Ready
                 {
@@ -256,6 +294,14 @@ impl Dispatcher {
         Ok(())
     }
 
+    fn has_session(&self, node_id: &str) -> bool {
+        self.state
+            .lock()
+            .sessions
+            .values()
+            .any(|s| s.node_id == node_id)
+    }
+
     /// Ask a node's agent for the tail of a task's logs.
     pub async fn fetch_logs(
         &self,
@@ -273,30 +319,40 @@ impl Dispatcher {
                 )));
             };
             let sender = session.log_requests.clone();
-            state.pending_logs.insert(request_id.clone(), tx);
+            state.pending_logs.insert(
+                request_id.clone(),
+                PendingLogs {
+                    node_id: node_id.to_string(),
+                    reply: tx,
+                },
+            );
             sender
+        };
+        // However this call ends (answer, timeout, error, or the caller dropping it at an
+        // await), the request stops waiting.
+        let _waiting = PendingLogsGuard {
+            state: &self.state,
+            request_id: request_id.clone(),
         };
         let request = pb::LogRequest {
             request_id: request_id.clone(),
             task_id: task_id.to_string(),
             tail_bytes,
         };
-        if sender.send(request).await.is_err() {
-            self.state.lock().pending_logs.remove(&request_id);
-            return Err(ManagerError::Unavailable(format!(
-                "node {node_id}'s session closed; retry"
-            )));
-        }
-        let reply = tokio::time::timeout(LOG_REQUEST_TIMEOUT, rx).await;
-        self.state.lock().pending_logs.remove(&request_id);
+        let closed =
+            || ManagerError::Unavailable(format!("node {node_id}'s session closed; retry"));
+        // The send waits while the agent does not read its stream: it counts against the time.
+        let reply = tokio::time::timeout(LOG_REQUEST_TIMEOUT, async {
+            sender.send(request).await.map_err(|_| closed())?;
+            rx.await.map_err(|_| closed())
+        })
+        .await;
         match reply {
             Ok(Ok(Ok(logs))) => Ok(logs),
             Ok(Ok(Err(e))) => Err(ManagerError::FailedPrecondition(format!(
                 "reading logs of task {task_id}: {e}"
             ))),
-            Ok(Err(_)) => Err(ManagerError::Unavailable(format!(
-                "node {node_id}'s session closed; retry"
-            ))),
+            Ok(Err(e)) => Err(e),
             Err(_) => Err(ManagerError::Unavailable(format!(
                 "node {node_id} did not answer the log request within {}s",
                 LOG_REQUEST_TIMEOUT.as_secs()
@@ -307,6 +363,12 @@ impl Dispatcher {
     /// The node's assignment set: its tasks from ASSIGNED on, until the task is deleted.
     fn is_assigned(task: &Task, node_id: &str) -> bool {
         task.node_id == node_id && task.status.state >= TaskState::Assigned
+    }
+
+    /// The states an agent may report: the ones after ASSIGNED that the agent owns. PENDING
+    /// and ASSIGNED are the scheduler's; REMOVE and ORPHANED the manager's.
+    fn agent_owns(state: TaskState) -> bool {
+        (TaskState::Accepted..=TaskState::Rejected).contains(&state)
     }
 
     async fn apply_status_updates(
@@ -321,8 +383,12 @@ impl Dispatcher {
                         debug!(%task_id, "status for a task that no longer exists");
                         continue;
                     };
-                    if task.node_id != node_id {
+                    if !Dispatcher::is_assigned(task, node_id) {
                         warn!(%task_id, %node_id, "status from a node the task is not assigned to; ignored");
+                        continue;
+                    }
+                    if !Dispatcher::agent_owns(status.state) {
+                        warn!(%task_id, %node_id, state = %status.state, "an agent may not report this state; ignored");
                         continue;
                     }
                     if !task.status.state.can_transition_to(status.state) {
@@ -393,7 +459,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             .into();
         let node = self.inner.register(&r.node_id, description, addr).await?;
         let session_id = new_id();
-        let cancel = CancellationToken::new();
+        let cancel = self.inner.closing.child_token();
         let (log_tx, mut log_rx) = mpsc::channel::<pb::LogRequest>(64);
         {
             let mut state = self.inner.state.lock();
@@ -428,7 +494,6 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             log_requests: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(16);
-        let inner = self.inner.clone();
         tokio::spawn(async move {
             if tx.send(Ok(first)).await.is_err() {
                 return;
@@ -446,8 +511,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     },
                 }
             }
-            // The stream is over (client gone, or the session was replaced or expired).
-            inner.state.lock().sessions.remove(&session_id);
+            // The stream is over: the session was replaced or expired, or the client is gone.
+            // In the last case the session stays until its heartbeats stop: an agent that
+            // lost its stream registers again well within the grace period.
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -457,7 +523,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         request: Request<pb::HeartbeatRequest>,
     ) -> RpcResult<pb::HeartbeatResponse> {
         let session_id = request.into_inner().session_id;
-        {
+        let node_id = {
             let mut state = self.inner.state.lock();
             let Some(session) = state.sessions.get_mut(&session_id) else {
                 return Err(Status::not_found(format!(
@@ -465,6 +531,21 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 )));
             };
             session.last_heartbeat = Instant::now();
+            session.node_id.clone()
+        };
+        // A node marked DOWN while its session lived (it expired and registered again while
+        // the liveness loop was marking it down) must register again to be READY.
+        let ready = self.inner.store.view(|tx| {
+            tx.node(&node_id)
+                .is_some_and(|n| n.status.state == NodeState::Ready)
+        });
+        if !ready {
+            if let Some(session) = self.inner.state.lock().sessions.remove(&session_id) {
+                session.cancel.cancel();
+            }
+            return Err(Status::not_found(format!(
+                "node {node_id} is not ready in the cluster; register again"
+            )));
         }
         let period = self.inner.cluster_spec().dispatcher.heartbeat_period;
         Ok(Response::new(pb::HeartbeatResponse {
@@ -617,16 +698,75 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         request: Request<pb::PublishLogsRequest>,
     ) -> RpcResult<pb::PublishLogsResponse> {
         let r = request.into_inner();
-        self.inner.session_node(&r.session_id)?;
-        let waiter = self.inner.state.lock().pending_logs.remove(&r.request_id);
+        let node_id = self.inner.session_node(&r.session_id)?;
+        let waiter = {
+            let mut state = self.inner.state.lock();
+            // Only the node the request went to may answer it.
+            match state.pending_logs.get(&r.request_id) {
+                Some(pending) if pending.node_id == node_id => {
+                    state.pending_logs.remove(&r.request_id)
+                }
+                Some(_) => {
+                    warn!(%node_id, request_id = %r.request_id, "logs for another node's request; ignored");
+                    None
+                }
+                None => None,
+            }
+        };
         if let Some(waiter) = waiter {
             let reply = if r.error.is_empty() {
                 Ok((r.stdout, r.stderr))
             } else {
                 Err(r.error)
             };
-            let _ = waiter.send(reply);
+            let _ = waiter.reply.send(reply);
         }
         Ok(Response::new(pb::PublishLogsResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::DirectCommitter;
+
+    fn dispatcher() -> Dispatcher {
+        let store = Arc::new(MemoryStore::new());
+        Dispatcher::new(
+            store.clone(),
+            Arc::new(DirectCommitter::new(store)),
+            DispatcherConfig {
+                manager_node_id: "manager".into(),
+                advertise_addr: "127.0.0.1:4242".into(),
+            },
+        )
+    }
+
+    /// A session for `node_id` whose agent never reads its log requests.
+    fn stuck_session(d: &Dispatcher, node_id: &str) -> mpsc::Receiver<pb::LogRequest> {
+        let (log_requests, receiver) = mpsc::channel(1);
+        d.state.lock().sessions.insert(
+            new_id(),
+            Session {
+                node_id: node_id.into(),
+                last_heartbeat: Instant::now(),
+                log_requests,
+                cancel: CancellationToken::new(),
+            },
+        );
+        receiver
+    }
+
+    #[tokio::test]
+    async fn a_log_request_whose_caller_gives_up_is_forgotten() {
+        let d = dispatcher();
+        let _receiver = stuck_session(&d, "node-1");
+        for _ in 0..3 {
+            // The caller (a control API client) goes away while waiting.
+            let fetch = d.fetch_logs("node-1", "task-1", 0);
+            let gave_up = tokio::time::timeout(Duration::from_millis(50), fetch).await;
+            assert!(gave_up.is_err(), "the stuck agent cannot answer");
+        }
+        assert_eq!(d.state.lock().pending_logs.len(), 0);
     }
 }

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use swarm_store::{Change, MemoryStore, ObjectKind, StoreRead, WriteTx};
 use swarm_types::{
-    Annotations, Availability, Meta, Node, NodeState, RestartCondition, Service, ServiceMode, Task,
-    TaskState, TaskStatus, Timestamp, new_id, node_satisfies,
+    Annotations, Availability, Meta, Node, NodeState, RestartCondition, RestartPolicy, Service,
+    ServiceMode, Task, TaskState, TaskStatus, Timestamp, new_id, node_satisfies,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -45,10 +45,12 @@ fn occupies(task: &Task) -> bool {
 }
 
 fn node_failed(nodes: &HashMap<String, Arc<Node>>, task: &Task) -> bool {
-    if task.node_id.is_empty() {
-        return false;
-    }
-    match nodes.get(&task.node_id) {
+    !task.node_id.is_empty() && node_unusable(nodes.get(&task.node_id).map(|n| &**n))
+}
+
+/// A node that is gone, DOWN or drained: its tasks must be replaced.
+fn node_unusable(node: Option<&Node>) -> bool {
+    match node {
         None => true,
         Some(n) => n.status.state == NodeState::Down || n.spec.availability == Availability::Drain,
     }
@@ -77,6 +79,8 @@ struct Plan {
     more: bool,
     /// Earliest time a delayed restart must be promoted to RUNNING.
     wake_at: Option<Timestamp>,
+    /// The service's restart policy (`None`: the service is gone).
+    restart_policy: Option<RestartPolicy>,
 }
 
 impl Orchestrator {
@@ -169,6 +173,8 @@ impl Orchestrator {
             Update::Closed => return,
         };
         let mut node_changed = Vec::new();
+        // (service, node) of tasks just placed on a node.
+        let mut placed: Vec<(&str, &str)> = Vec::new();
         for change in changeset.services() {
             dirty.insert(change.latest().id.clone());
         }
@@ -180,6 +186,8 @@ impl Orchestrator {
                         || old.desired_state != new.desired_state
                     {
                         dirty.insert(new.service_id.clone());
+                    } else if old.node_id != new.node_id && !new.node_id.is_empty() {
+                        placed.push((&new.service_id, &new.node_id));
                     }
                 }
                 Change::Deleted(old) => {
@@ -203,16 +211,26 @@ impl Orchestrator {
         if changeset.clusters().next().is_some() {
             dirty.extend(self.all_service_ids());
         }
-        if !node_changed.is_empty() {
+        if !node_changed.is_empty() || !placed.is_empty() {
             self.store.view(|tx| {
-                for s in tx.services() {
-                    if s.spec.mode == ServiceMode::Global {
-                        dirty.insert(s.id.clone());
+                if !node_changed.is_empty() {
+                    for s in tx.services() {
+                        if s.spec.mode == ServiceMode::Global {
+                            dirty.insert(s.id.clone());
+                        }
                     }
                 }
                 for node_id in &node_changed {
                     for t in tx.tasks_by_node(node_id) {
                         dirty.insert(t.service_id.clone());
+                    }
+                }
+                // A placement on a node that failed before the placement was committed (the
+                // scheduler worked from an older view): the node's own change came first and
+                // did not see this task, so look now.
+                for (service_id, node_id) in placed {
+                    if node_unusable(tx.node(node_id).map(|n| &**n)) {
+                        dirty.insert(service_id.to_string());
                     }
                 }
             });
@@ -223,6 +241,10 @@ impl Orchestrator {
     async fn reconcile(&mut self, service_id: &str) -> Result<(bool, Option<Timestamp>)> {
         let now = Timestamp::now();
         let plan = self.store.view(|tx| self.plan(tx, service_id, now));
+        if plan.restart_policy.is_none() {
+            // The service is gone: so is its restart history.
+            self.restarts.retain(|(id, _), _| id != service_id);
+        }
         if plan.desired.is_empty() && plan.create.is_empty() && plan.delete.is_empty() {
             return Ok((plan.more, plan.wake_at));
         }
@@ -233,6 +255,7 @@ impl Orchestrator {
             restarted,
             more,
             wake_at,
+            restart_policy,
         } = plan;
         let (created, deleted) = (create.len(), delete.len());
         commit_with(
@@ -256,11 +279,10 @@ impl Orchestrator {
         )
         .await?;
         debug!(%service_id, changed = desired.len(), created, deleted, "reconciled");
-        for key in restarted {
-            self.restarts
-                .entry((service_id.to_string(), key))
-                .or_default()
-                .push(now);
+        if let Some(policy) = restart_policy {
+            for key in restarted {
+                self.record_restart(service_id, key, &policy, now);
+            }
         }
         Ok((more, wake_at))
     }
@@ -285,6 +307,7 @@ impl Orchestrator {
             return plan;
         };
 
+        plan.restart_policy = Some(service.spec.task.restart.clone());
         let mut slots: BTreeMap<SlotKey, Vec<Arc<Task>>> = BTreeMap::new();
         for t in &tasks {
             slots.entry(slot_key(t)).or_default().push(t.clone());
@@ -310,12 +333,22 @@ impl Orchestrator {
             if wanted_set.contains(key) {
                 continue;
             }
-            let target = match key {
-                SlotKey::Replica(_) => TaskState::Remove,
-                SlotKey::Node(_) => TaskState::Shutdown,
-            };
-            for t in slot_tasks.iter().filter(|t| occupies(t)) {
-                plan.desired.push((t.clone(), target));
+            match key {
+                // The slot is gone, with its history: the reaper deletes each task once it stopped.
+                SlotKey::Replica(_) => {
+                    for t in slot_tasks
+                        .iter()
+                        .filter(|t| t.desired_state < TaskState::Remove)
+                    {
+                        plan.desired.push((t.clone(), TaskState::Remove));
+                    }
+                }
+                // The node may come back: keep the history, stop the task.
+                SlotKey::Node(_) => {
+                    for t in slot_tasks.iter().filter(|t| occupies(t)) {
+                        plan.desired.push((t.clone(), TaskState::Shutdown));
+                    }
+                }
             }
         }
 
@@ -388,6 +421,31 @@ impl Orchestrator {
         }
         self.reap(&tasks, &nodes, history_limit, &mut plan);
         plan
+    }
+
+    /// Remember a restart for `max_attempts`, keeping only what that check counts: restarts
+    /// within the window, at most `max_attempts` of them (none when restarts are unlimited).
+    fn record_restart(
+        &mut self,
+        service_id: &str,
+        key: SlotKey,
+        policy: &RestartPolicy,
+        now: Timestamp,
+    ) {
+        let Ok(keep) = usize::try_from(policy.max_attempts) else {
+            return;
+        };
+        if keep == 0 {
+            return;
+        }
+        let history = self
+            .restarts
+            .entry((service_id.to_string(), key))
+            .or_default();
+        history.push(now);
+        history.retain(|t| policy.window.is_zero() || t.elapsed_at(now) <= policy.window);
+        let excess = history.len().saturating_sub(keep);
+        history.drain(..excess);
     }
 
     fn should_restart(
@@ -515,5 +573,66 @@ fn new_task(service: &Service, key: &SlotKey, now: Timestamp, desired_state: Tas
             message: "pending task scheduling".to_string(),
             ..Default::default()
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::DirectCommitter;
+
+    fn orchestrator() -> Orchestrator {
+        let store = Arc::new(MemoryStore::new());
+        Orchestrator::new(store.clone(), Arc::new(DirectCommitter::new(store)))
+    }
+
+    fn history_len(o: &Orchestrator, service_id: &str, key: &SlotKey) -> usize {
+        o.restarts
+            .get(&(service_id.to_string(), key.clone()))
+            .map_or(0, Vec::len)
+    }
+
+    #[test]
+    fn restart_history_keeps_only_what_max_attempts_counts() {
+        let mut o = orchestrator();
+        let key = SlotKey::Replica(1);
+        let start = Timestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        let at = |secs: u64| start.plus(Duration::from_secs(secs));
+
+        // Unlimited restarts count nothing, so nothing is kept for a crash loop.
+        let unlimited = RestartPolicy {
+            max_attempts: 0,
+            ..Default::default()
+        };
+        for i in 0..1000 {
+            o.record_restart("svc", key.clone(), &unlimited, at(i));
+        }
+        assert!(o.restarts.is_empty());
+
+        // At most `max_attempts` entries, and only those within the window.
+        let limited = RestartPolicy {
+            max_attempts: 3,
+            window: Duration::from_secs(60),
+            ..Default::default()
+        };
+        for i in 0..1000 {
+            o.record_restart("svc", key.clone(), &limited, at(i));
+        }
+        assert_eq!(history_len(&o, "svc", &key), 3);
+        o.record_restart("svc", key.clone(), &limited, at(5000));
+        assert_eq!(history_len(&o, "svc", &key), 1);
+    }
+
+    #[tokio::test]
+    async fn a_deleted_service_forgets_its_restarts() {
+        let mut o = orchestrator();
+        let key = SlotKey::Replica(1);
+        o.restarts
+            .insert(("gone".to_string(), key.clone()), vec![Timestamp::now()]);
+        o.restarts
+            .insert(("kept".to_string(), key.clone()), vec![Timestamp::now()]);
+        o.reconcile("gone").await.expect("reconcile");
+        assert_eq!(history_len(&o, "gone", &key), 0);
+        assert_eq!(history_len(&o, "kept", &key), 1);
     }
 }

@@ -4,7 +4,7 @@
 //! placed stay PENDING with the plugin's reason, and are tried again whenever a node or the
 //! resources on one change.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,25 +289,7 @@ impl SchedulerDriver {
     pub async fn tick(&mut self) -> Result<PassStats> {
         if !self.dirty_nodes.is_empty() {
             let dirty: Vec<String> = self.dirty_nodes.drain().collect();
-            let now = Timestamp::now();
-            let (upserts, removals) = self.store.view(|tx| {
-                let mut upserts = Vec::new();
-                let mut removals = Vec::new();
-                for id in dirty {
-                    match tx.node(&id) {
-                        Some(n) => upserts.push(node_info(tx, n, now)),
-                        None => removals.push(id),
-                    }
-                }
-                (upserts, removals)
-            });
-            for n in &upserts {
-                self.known_nodes.insert(n.id.clone());
-            }
-            for id in &removals {
-                self.known_nodes.remove(id);
-            }
-            self.placer.update_nodes(upserts, removals).await?;
+            self.send_nodes(dirty).await?;
             self.retry = true;
         }
         if self.pending.is_empty() || !self.retry {
@@ -317,7 +299,32 @@ impl SchedulerDriver {
         self.schedule_pending().await
     }
 
+    /// Send the store's view of these nodes to the placer (removing the ones that are gone).
+    async fn send_nodes(&mut self, ids: Vec<String>) -> Result<()> {
+        let now = Timestamp::now();
+        let (upserts, removals) = self.store.view(|tx| {
+            let mut upserts = Vec::new();
+            let mut removals = Vec::new();
+            for id in ids {
+                match tx.node(&id) {
+                    Some(n) => upserts.push(node_info(tx, n, now)),
+                    None => removals.push(id),
+                }
+            }
+            (upserts, removals)
+        });
+        for n in &upserts {
+            self.known_nodes.insert(n.id.clone());
+        }
+        for id in &removals {
+            self.known_nodes.remove(id);
+        }
+        self.placer.update_nodes(upserts, removals).await
+    }
+
     async fn schedule_pending(&mut self) -> Result<PassStats> {
+        // What the placer is asked to place: task id -> the node it is pinned to ("" if none).
+        let mut asked: HashMap<String, String> = HashMap::new();
         // Group by (service, spec version, pinned node), in a stable order.
         let groups: Vec<ph::TaskGroup> = self.store.view(|tx| {
             let mut groups: BTreeMap<(String, u64, String), ph::TaskGroup> = BTreeMap::new();
@@ -326,6 +333,7 @@ impl SchedulerDriver {
                 if !is_pending(t) {
                     continue;
                 }
+                asked.insert(t.id.clone(), t.node_id.clone());
                 groups
                     .entry((t.service_id.clone(), t.spec_version, t.node_id.clone()))
                     .or_insert_with(|| ph::TaskGroup {
@@ -345,16 +353,31 @@ impl SchedulerDriver {
         let now = Timestamp::now();
         let mut stats = PassStats::default();
         let mut touched_nodes = Vec::new();
+        // Nodes the placer counted a placement on that is not committed: its view of them is off.
+        let mut skipped_nodes = HashSet::new();
+        // Placements the placer had no business making (the plugin is not trusted).
+        let mut refused = 0usize;
         let outcome = commit_with(
             &self.store,
             self.committer.as_ref(),
             |tx: &mut WriteTx<'_>| {
                 for result in &results {
                     for (task_id, node_id) in &result.assignments {
-                        let Some(task) = tx.task(task_id) else {
+                        let (Some(pinned), Some(task)) = (asked.get(task_id), tx.task(task_id))
+                        else {
+                            // Not asked about, or deleted since.
+                            refused += usize::from(!asked.contains_key(task_id));
+                            skipped_nodes.insert(node_id.clone());
                             continue;
                         };
                         if !is_pending(task) {
+                            skipped_nodes.insert(node_id.clone());
+                            continue;
+                        }
+                        let takes_tasks = tx.node(node_id).is_some_and(|n| n.accepts_new_tasks());
+                        if (!pinned.is_empty() && pinned != node_id) || !takes_tasks {
+                            refused += 1;
+                            skipped_nodes.insert(node_id.clone());
                             continue;
                         }
                         let mut task = (**task).clone();
@@ -369,6 +392,10 @@ impl SchedulerDriver {
                         stats.assigned += 1;
                     }
                     for (task_id, reason) in &result.unplaced {
+                        if !asked.contains_key(task_id) {
+                            refused += 1;
+                            continue;
+                        }
                         stats.unplaced += 1;
                         let Some(task) = tx.task(task_id) else {
                             continue;
@@ -387,8 +414,24 @@ impl SchedulerDriver {
             },
         )
         .await;
+        if refused > 0 {
+            warn!(
+                refused,
+                "ignored placements of tasks the scheduler was not asked to place, or on nodes that cannot take tasks now"
+            );
+        }
         match outcome {
             Ok(_) => {
+                // Correct the placer's view of nodes it counted placements on that did not
+                // happen, without another pass: a placer that keeps answering the same nonsense
+                // must not make the driver spin.
+                let known: Vec<String> = skipped_nodes
+                    .into_iter()
+                    .filter(|id| self.known_nodes.contains(id))
+                    .collect();
+                if !known.is_empty() {
+                    self.send_nodes(known).await?;
+                }
                 if stats.assigned > 0 || stats.unplaced > 0 {
                     debug!(
                         assigned = stats.assigned,

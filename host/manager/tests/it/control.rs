@@ -50,7 +50,10 @@ async fn must_serve() -> Served {
     h.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(pb::control_server::ControlServer::new(control))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), cancel.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                UnixListenerStream::new(listener),
+                cancel.cancelled_owned(),
+            )
             .await
             .expect("control server");
     });
@@ -134,7 +137,11 @@ async fn create_service_refuses_invalid_specs_naming_the_field() {
         Code::InvalidArgument,
         "spec.task.placement.constraints[0]",
     );
-    assert_status(s.create(service_spec("", 1)).await, Code::InvalidArgument, "spec.annotations.name");
+    assert_status(
+        s.create(service_spec("", 1)).await,
+        Code::InvalidArgument,
+        "spec.annotations.name",
+    );
     let missing_spec = s
         .client
         .create_service(pb::CreateServiceRequest { spec: None })
@@ -160,9 +167,17 @@ async fn create_service_refuses_a_name_in_use() {
     let mut s = must_serve().await;
     let web = s.create(service_spec("web", 1)).await.expect("create");
     assert_eq!(web.spec_version, 1);
-    assert_status(s.create(service_spec("web", 2)).await, Code::AlreadyExists, &web.id);
+    assert_status(
+        s.create(service_spec("web", 2)).await,
+        Code::AlreadyExists,
+        &web.id,
+    );
     // Names compare ignoring case (they become host names).
-    assert_status(s.create(service_spec("WEB", 2)).await, Code::AlreadyExists, "web");
+    assert_status(
+        s.create(service_spec("WEB", 2)).await,
+        Code::AlreadyExists,
+        &web.id,
+    );
     s.h.view(|tx| assert_eq!(tx.service_count(), 1));
     s.shutdown().await;
 }
@@ -188,12 +203,14 @@ async fn update_service_checks_the_version_the_name_and_the_mode() {
 
     // A stale version: out of sequence.
     assert_status(
-        s.update(&web.id, version(&scaled), service_spec("web", 4)).await,
+        s.update(&web.id, version(&scaled), service_spec("web", 4))
+            .await,
         Code::Aborted,
         "out of sequence",
     );
     assert_status(
-        s.update(&web.id, version(&updated), service_spec("web2", 3)).await,
+        s.update(&web.id, version(&updated), service_spec("web2", 3))
+            .await,
         Code::InvalidArgument,
         "spec.annotations.name",
     );
@@ -286,12 +303,20 @@ async fn list_tasks_filters() {
     let db = s.create(service_spec("db", 1)).await.expect("create");
     let web_service = s.h.must_service(&web.id);
     let db_service = s.h.must_service(&db.id);
-    let w1 = s.h.must_add_task(&web_service, 1, "node-1", TaskState::Running).await;
-    let w2 = s.h.must_add_task(&web_service, 2, "node-2", TaskState::Running).await;
-    let w3 = s.h.must_add_task(&web_service, 3, "", TaskState::Pending).await;
+    let w1 =
+        s.h.must_add_task(&web_service, 1, "node-1", TaskState::Running)
+            .await;
+    let w2 =
+        s.h.must_add_task(&web_service, 2, "node-2", TaskState::Running)
+            .await;
+    let w3 =
+        s.h.must_add_task(&web_service, 3, "", TaskState::Pending)
+            .await;
     s.h.must_update_task(&w3.id, |t| t.desired_state = TaskState::Shutdown)
         .await;
-    let d1 = s.h.must_add_task(&db_service, 1, "node-1", TaskState::Assigned).await;
+    let d1 =
+        s.h.must_add_task(&db_service, 1, "node-1", TaskState::Assigned)
+            .await;
 
     let mut list = async |filters: pb::list_tasks_request::Filters| -> Vec<String> {
         let mut ids: Vec<String> = s
@@ -378,7 +403,11 @@ async fn list_tasks_filters() {
             }),
         })
         .await;
-    assert_status(bad_state, Code::InvalidArgument, "filters.desired_states[0]");
+    assert_status(
+        bad_state,
+        Code::InvalidArgument,
+        "filters.desired_states[0]",
+    );
     s.shutdown().await;
 }
 
@@ -391,14 +420,21 @@ async fn list_service_statuses_counts_tasks() {
     let agent = s.create(global).await.expect("create");
     let web_service = s.h.must_service(&web.id);
     let agent_service = s.h.must_service(&agent.id);
-    s.h.must_add_task(&web_service, 1, "node-1", TaskState::Running).await;
-    s.h.must_add_task(&web_service, 2, "node-2", TaskState::Running).await;
-    s.h.must_add_task(&web_service, 3, "", TaskState::Pending).await;
-    let old = s.h.must_add_task(&web_service, 1, "node-1", TaskState::Failed).await;
+    s.h.must_add_task(&web_service, 1, "node-1", TaskState::Running)
+        .await;
+    s.h.must_add_task(&web_service, 2, "node-2", TaskState::Running)
+        .await;
+    s.h.must_add_task(&web_service, 3, "", TaskState::Pending)
+        .await;
+    let old =
+        s.h.must_add_task(&web_service, 1, "node-1", TaskState::Failed)
+            .await;
     s.h.must_update_task(&old.id, |t| t.desired_state = TaskState::Shutdown)
         .await;
-    s.h.must_add_task(&agent_service, 0, "node-1", TaskState::Running).await;
-    s.h.must_add_task(&agent_service, 0, "node-2", TaskState::Pending).await;
+    s.h.must_add_task(&agent_service, 0, "node-1", TaskState::Running)
+        .await;
+    s.h.must_add_task(&agent_service, 0, "node-2", TaskState::Pending)
+        .await;
 
     let statuses = s
         .client
@@ -434,7 +470,9 @@ async fn remove_service_and_task_and_update_cluster() {
     let mut s = must_serve().await;
     let web = s.create(service_spec("web", 1)).await.expect("create");
     let web_service = s.h.must_service(&web.id);
-    let task = s.h.must_add_task(&web_service, 1, "", TaskState::Pending).await;
+    let task =
+        s.h.must_add_task(&web_service, 1, "", TaskState::Pending)
+            .await;
     s.client
         .remove_task(pb::RemoveTaskRequest {
             task_id: task.id.clone(),

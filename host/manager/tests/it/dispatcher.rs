@@ -44,12 +44,19 @@ async fn must_serve() -> Served {
     h.spawn(async move {
         tonic::transport::Server::builder()
             .add_service(pb::dispatcher_server::DispatcherServer::new(service))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), cancel.cancelled_owned())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listener),
+                cancel.cancelled_owned(),
+            )
             .await
             .expect("dispatcher server");
     });
     h.spawn(dispatcher.clone().run_liveness(h.cancel_token()));
-    Served { h, dispatcher, addr }
+    Served {
+        h,
+        dispatcher,
+        addr,
+    }
 }
 
 /// A fake agent: one registered session.
@@ -115,7 +122,11 @@ impl Agent {
             state,
             timestamp: Timestamp::now(),
             message: format!("{} says {state}", self.node_id),
-            err: if state == TaskState::Failed { "exit 1".into() } else { String::new() },
+            err: if state == TaskState::Failed {
+                "exit 1".into()
+            } else {
+                String::new()
+            },
             exit: None,
         };
         self.client
@@ -158,7 +169,11 @@ async fn a_session_registers_the_node_ready_and_returns_a_session_id() {
     let s = must_serve().await;
     let agent = must_register(s.addr, "worker-1").await;
     assert!(!agent.session_id.is_empty());
-    let node = agent.first.node.clone().expect("the node in the first message");
+    let node = agent
+        .first
+        .node
+        .clone()
+        .expect("the node in the first message");
     assert_eq!(node.id, "worker-1");
     assert_eq!(
         node.status.as_ref().map(|st| st.state),
@@ -176,7 +191,11 @@ async fn a_session_registers_the_node_ready_and_returns_a_session_id() {
         stored.description.as_ref().map(|d| d.hostname.as_str()),
         Some("worker-1")
     );
-    assert!(stored.status.addr.starts_with("127.0.0.1:"), "{}", stored.status.addr);
+    assert!(
+        stored.status.addr.starts_with("127.0.0.1:"),
+        "{}",
+        stored.status.addr
+    );
 
     // The manager's own node registers with the manager role.
     let manager = must_register(s.addr, MANAGER).await;
@@ -204,7 +223,11 @@ async fn a_session_registers_the_node_ready_and_returns_a_session_id() {
         .await
         .expect_err("a missing description is refused");
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("description"), "{}", error.message());
+    assert!(
+        error.message().contains("description"),
+        "{}",
+        error.message()
+    );
     s.h.view(|tx| assert!(tx.node("worker-2").is_none()));
     drop((agent, client));
     s.h.shutdown().await;
@@ -231,10 +254,16 @@ async fn a_new_session_replaces_the_old_one() {
 async fn heartbeat_returns_the_cluster_period() {
     let s = must_serve().await;
     let mut agent = must_register(s.addr, "worker-1").await;
-    assert_eq!(agent.heartbeat().await.expect("heartbeat"), Duration::from_secs(5));
+    assert_eq!(
+        agent.heartbeat().await.expect("heartbeat"),
+        Duration::from_secs(5)
+    );
     s.h.must_update_cluster(|c| c.dispatcher.heartbeat_period = Duration::from_millis(1500))
         .await;
-    assert_eq!(agent.heartbeat().await.expect("heartbeat"), Duration::from_millis(1500));
+    assert_eq!(
+        agent.heartbeat().await.expect("heartbeat"),
+        Duration::from_millis(1500)
+    );
 
     let mut client = must_connect(s.addr).await;
     let error = client
@@ -272,15 +301,22 @@ async fn assignments_send_a_complete_set_then_chained_increments() {
     let service: Service = h.must_create_service(service_spec("web", 3)).await;
     let mut agent = must_register(s.addr, "worker-1").await;
     let other = must_register(s.addr, "worker-2").await;
-    let mine = h.must_add_task(&service, 1, "worker-1", TaskState::Assigned).await;
-    h.must_add_task(&service, 2, "worker-2", TaskState::Assigned).await;
+    let mine = h
+        .must_add_task(&service, 1, "worker-1", TaskState::Assigned)
+        .await;
+    h.must_add_task(&service, 2, "worker-2", TaskState::Assigned)
+        .await;
     // A pinned task not yet assigned (a global task waiting for the scheduler) is not sent.
-    h.must_add_task(&service, 3, "worker-1", TaskState::Pending).await;
+    h.must_add_task(&service, 3, "worker-1", TaskState::Pending)
+        .await;
     let index_before = h.store.last_index();
 
     let mut stream = agent.assignments().await;
     let complete = must_next(&mut stream).await;
-    assert_eq!(complete.r#type, pb::assignments_message::Type::Complete as i32);
+    assert_eq!(
+        complete.r#type,
+        pb::assignments_message::Type::Complete as i32
+    );
     assert_eq!(complete.applies_to, "");
     let mut last: u64 = complete.results_in.parse().expect("results_in is an index");
     assert!(last >= index_before, "{last} < {index_before}");
@@ -288,8 +324,15 @@ async fn assignments_send_a_complete_set_then_chained_increments() {
 
     let mut expect_next = async |want: Vec<(String, i32, i32)>| {
         let message = must_next(&mut stream).await;
-        assert_eq!(message.r#type, pb::assignments_message::Type::Incremental as i32);
-        assert_eq!(message.applies_to, last.to_string(), "chained to the previous message");
+        assert_eq!(
+            message.r#type,
+            pb::assignments_message::Type::Incremental as i32
+        );
+        assert_eq!(
+            message.applies_to,
+            last.to_string(),
+            "chained to the previous message"
+        );
         let results_in: u64 = message.results_in.parse().expect("results_in is an index");
         assert!(results_in > last);
         assert_eq!(changes(&message), want);
@@ -297,7 +340,9 @@ async fn assignments_send_a_complete_set_then_chained_increments() {
     };
 
     // A new assignment.
-    let second = h.must_add_task(&service, 4, "worker-1", TaskState::Assigned).await;
+    let second = h
+        .must_add_task(&service, 4, "worker-1", TaskState::Assigned)
+        .await;
     expect_next(vec![(second.id.clone(), UPDATE, RUNNING)]).await;
     // A status-only change is not sent; a desired-state change is.
     h.must_report(&mine.id, TaskState::Running).await;
@@ -305,7 +350,8 @@ async fn assignments_send_a_complete_set_then_chained_increments() {
         .await;
     expect_next(vec![(mine.id.clone(), UPDATE, SHUTDOWN)]).await;
     // Other nodes' tasks are never sent; a deleted task is removed.
-    h.must_add_task(&service, 5, "worker-2", TaskState::Assigned).await;
+    h.must_add_task(&service, 5, "worker-2", TaskState::Assigned)
+        .await;
     h.must_commit(|tx| Ok(tx.delete(swarm_store::ObjectKind::Task, &second.id)?))
         .await;
     expect_next(vec![(second.id.clone(), REMOVE, RUNNING)]).await;
@@ -320,28 +366,50 @@ async fn task_status_only_moves_forward_and_only_from_the_tasks_node() {
     let service = h.must_create_service(service_spec("web", 2)).await;
     let mut agent = must_register(s.addr, "worker-1").await;
     let other = must_register(s.addr, "worker-2").await;
-    let mine = h.must_add_task(&service, 1, "worker-1", TaskState::Assigned).await;
-    let theirs = h.must_add_task(&service, 2, "worker-2", TaskState::Assigned).await;
+    let mine = h
+        .must_add_task(&service, 1, "worker-1", TaskState::Assigned)
+        .await;
+    let theirs = h
+        .must_add_task(&service, 2, "worker-2", TaskState::Assigned)
+        .await;
 
-    agent.report(&mine.id, TaskState::Running).await.expect("report");
+    agent
+        .report(&mine.id, TaskState::Running)
+        .await
+        .expect("report");
     let t = h.must_task(&mine.id);
     assert_eq!(t.status.state, TaskState::Running);
     assert_eq!(t.status.message, "worker-1 says running");
     // Backwards: ignored.
-    agent.report(&mine.id, TaskState::Starting).await.expect("report");
+    agent
+        .report(&mine.id, TaskState::Starting)
+        .await
+        .expect("report");
     assert_eq!(h.must_task(&mine.id).status.state, TaskState::Running);
-    agent.report(&mine.id, TaskState::Failed).await.expect("report");
+    agent
+        .report(&mine.id, TaskState::Failed)
+        .await
+        .expect("report");
     let t = h.must_task(&mine.id);
     assert_eq!(t.status.state, TaskState::Failed);
     assert_eq!(t.status.err, "exit 1");
-    agent.report(&mine.id, TaskState::Running).await.expect("report");
+    agent
+        .report(&mine.id, TaskState::Running)
+        .await
+        .expect("report");
     assert_eq!(h.must_task(&mine.id).status.state, TaskState::Failed);
 
     // Another node's task: refused (left as it is).
-    agent.report(&theirs.id, TaskState::Running).await.expect("report");
+    agent
+        .report(&theirs.id, TaskState::Running)
+        .await
+        .expect("report");
     assert_eq!(h.must_task(&theirs.id), theirs);
     // A task that does not exist: nothing to do.
-    agent.report("no-such-task", TaskState::Running).await.expect("report");
+    agent
+        .report("no-such-task", TaskState::Running)
+        .await
+        .expect("report");
 
     // A report without a status names the field.
     let error = agent
@@ -356,7 +424,11 @@ async fn task_status_only_moves_forward_and_only_from_the_tasks_node() {
         .await
         .expect_err("a missing status");
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("updates[0].status"), "{}", error.message());
+    assert!(
+        error.message().contains("updates[0].status"),
+        "{}",
+        error.message()
+    );
     // An unknown session.
     let mut stranger = must_connect(s.addr).await;
     let error = stranger
@@ -378,16 +450,34 @@ async fn an_agent_cannot_report_the_states_the_manager_owns() {
     let service = h.must_create_service(service_spec("web", 2)).await;
     let mut agent = must_register(s.addr, "worker-1").await;
     // A global task pinned to this node but not yet placed by the scheduler.
-    let pinned = h.must_add_task(&service, 1, "worker-1", TaskState::Pending).await;
-    let assigned = h.must_add_task(&service, 2, "worker-1", TaskState::Assigned).await;
+    let pinned = h
+        .must_add_task(&service, 1, "worker-1", TaskState::Pending)
+        .await;
+    let assigned = h
+        .must_add_task(&service, 2, "worker-1", TaskState::Assigned)
+        .await;
 
-    agent.report(&pinned.id, TaskState::Running).await.expect("report");
-    assert_eq!(h.must_task(&pinned.id), pinned, "the scheduler has not placed it yet");
+    agent
+        .report(&pinned.id, TaskState::Running)
+        .await
+        .expect("report");
+    assert_eq!(
+        h.must_task(&pinned.id),
+        pinned,
+        "the scheduler has not placed it yet"
+    );
     for state in [TaskState::Remove, TaskState::Orphaned] {
         agent.report(&assigned.id, state).await.expect("report");
-        assert_eq!(h.must_task(&assigned.id), assigned, "{state} is the manager's to set");
+        assert_eq!(
+            h.must_task(&assigned.id),
+            assigned,
+            "{state} is the manager's to set"
+        );
     }
-    agent.report(&assigned.id, TaskState::Accepted).await.expect("report");
+    agent
+        .report(&assigned.id, TaskState::Accepted)
+        .await
+        .expect("report");
     assert_eq!(h.must_task(&assigned.id).status.state, TaskState::Accepted);
     drop(agent);
     s.h.shutdown().await;
@@ -425,9 +515,8 @@ async fn a_node_whose_heartbeats_stop_is_marked_down_after_the_grace() {
     assert_eq!(agent.heartbeat().await.expect("heartbeat"), period);
     let last = must_keep_alive(&s.h, &mut agent, period * 4).await;
 
-    let node = s
-        .h
-        .must_eventually("the silent node marked down", |tx| {
+    let node =
+        s.h.must_eventually("the silent node marked down", |tx| {
             tx.node("worker-1")
                 .filter(|n| n.status.state == NodeState::Down)
                 .cloned()
@@ -561,7 +650,10 @@ async fn published_logs_answer_fetch_logs() {
         .await
         .expect("publish");
     let error = fetch.await.expect("join").expect_err("the agent's error");
-    assert!(matches!(&error, ManagerError::FailedPrecondition(m) if m.contains("no such task")), "{error:?}");
+    assert!(
+        matches!(&error, ManagerError::FailedPrecondition(m) if m.contains("no such task")),
+        "{error:?}"
+    );
 
     // A node with no session.
     let error = s

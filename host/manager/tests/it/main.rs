@@ -2,7 +2,10 @@
 //! against a store committed through `DirectCommitter` (or raft where raft is the subject);
 //! services are served over real gRPC; the scheduler driver drives the real scheduler plugin.
 
+mod control;
 mod dispatcher;
 mod orchestrator;
+mod raft;
 mod scheduler;
 mod support;
+mod tidy;

@@ -86,7 +86,10 @@ async fn scaling_down_removes_the_highest_slots_and_the_reaper_deletes_them_once
         .await;
     assert_eq!(t4.status.state, TaskState::Running);
     h.must_settle_orchestrator().await;
-    assert!(h.task(&slot4).is_some(), "a running task is kept until it stops");
+    assert!(
+        h.task(&slot4).is_some(),
+        "a running task is kept until it stops"
+    );
     let tasks = h.tasks_of(&service.id);
     assert_eq!(slots(&current(&tasks)), BTreeSet::from([1, 2, 3]));
     assert!(
@@ -159,7 +162,11 @@ async fn a_failed_task_is_restarted_with_condition_any() {
     assert_eq!(old.desired_state, TaskState::Shutdown);
     let new = in_slot(&tasks, 1).expect("one current task in slot 1");
     assert_ne!(new.id, first.id);
-    assert_eq!(new.desired_state, TaskState::Running, "no delay: RUNNING at once");
+    assert_eq!(
+        new.desired_state,
+        TaskState::Running,
+        "no delay: RUNNING at once"
+    );
     assert_eq!(new.status.state, TaskState::Pending);
     h.shutdown().await;
 }
@@ -318,14 +325,15 @@ async fn tasks_of_a_drained_or_down_node_are_shut_down_and_replaced() {
         .await;
         let replacement = h
             .must_tasks(&service.id, "node-1's task replaced", |now| {
-                in_slot(now, lost.slot)
-                    .filter(|t| t.id != lost.id)
-                    .cloned()
+                in_slot(now, lost.slot).filter(|t| t.id != lost.id).cloned()
             })
             .await;
         assert_eq!(replacement.desired_state, TaskState::Running, "{cause}");
         assert_eq!(replacement.status.state, TaskState::Pending, "{cause}");
-        assert!(replacement.node_id.is_empty(), "{cause}: the scheduler places it");
+        assert!(
+            replacement.node_id.is_empty(),
+            "{cause}: the scheduler places it"
+        );
         let lost = h.must_task(&lost.id);
         assert_eq!(lost.desired_state, TaskState::Shutdown, "{cause}");
         let kept = h.must_task(&kept.id);
@@ -392,8 +400,7 @@ async fn a_spec_update_rolls_every_slot_over() {
     let tasks = h
         .must_tasks(&service.id, "both slots on the new spec", |tasks| {
             let fresh = current(tasks);
-            (fresh.len() == 2 && fresh.iter().all(|t| t.spec_version == 2))
-                .then(|| tasks.to_vec())
+            (fresh.len() == 2 && fresh.iter().all(|t| t.spec_version == 2)).then(|| tasks.to_vec())
         })
         .await;
     assert_eq!(slots(&current(&tasks)), BTreeSet::from([1, 2]));
@@ -486,8 +493,10 @@ async fn a_global_service_runs_one_task_per_eligible_node() {
     h.must_add_node("east-1", &[("zone", "east")]).await;
     h.must_add_node("west-1", &[("zone", "west")]).await;
     h.must_add_node("east-drained", &[("zone", "east")]).await;
-    h.must_update_node("east-drained", |n| n.spec.availability = Availability::Drain)
-        .await;
+    h.must_update_node("east-drained", |n| {
+        n.spec.availability = Availability::Drain
+    })
+    .await;
     h.start_orchestrator();
     let mut spec = global_spec("agent");
     spec.task.placement.constraints = vec!["node.labels.zone==east".into()];
@@ -503,7 +512,10 @@ async fn a_global_service_runs_one_task_per_eligible_node() {
         .await;
     let task = &tasks[0];
     assert_eq!(task.slot, 0);
-    assert_eq!(task.node_id, "east-1", "global tasks are created on their node");
+    assert_eq!(
+        task.node_id, "east-1",
+        "global tasks are created on their node"
+    );
     assert_eq!(task.annotations.name, "agent.east-1");
     h.must_settle_orchestrator().await;
     assert_eq!(
@@ -519,14 +531,18 @@ async fn a_global_service_runs_one_task_per_eligible_node() {
     })
     .await;
     // Undraining a node gives it a task; draining one shuts its task down.
-    h.must_update_node("east-drained", |n| n.spec.availability = Availability::Active)
-        .await;
+    h.must_update_node("east-drained", |n| {
+        n.spec.availability = Availability::Active
+    })
+    .await;
     h.must_update_node("east-1", |n| n.spec.availability = Availability::Drain)
         .await;
     let want: BTreeSet<String> = ["east-2", "east-drained"].map(String::from).into();
-    h.must_tasks(&service.id, "tasks on east-2 and east-drained only", |tasks| {
-        (on_nodes(tasks) == want).then_some(())
-    })
+    h.must_tasks(
+        &service.id,
+        "tasks on east-2 and east-drained only",
+        |tasks| (on_nodes(tasks) == want).then_some(()),
+    )
     .await;
     assert_eq!(h.must_task(&task.id).desired_state, TaskState::Shutdown);
     // A node whose labels stop matching loses its task.

@@ -43,8 +43,9 @@ async fn pending_tasks_are_assigned_and_spread_over_the_nodes() {
             all_assigned(tasks, 6).then(|| tasks.to_vec())
         })
         .await;
-    let want: BTreeMap<String, usize> =
-        [("node-1", 2), ("node-2", 2), ("node-3", 2)].map(|(n, c)| (n.to_string(), c)).into();
+    let want: BTreeMap<String, usize> = [("node-1", 2), ("node-2", 2), ("node-3", 2)]
+        .map(|(n, c)| (n.to_string(), c))
+        .into();
     assert_eq!(per_node(&tasks), want);
     for t in &tasks {
         assert!(t.status.err.is_empty(), "{}", summary(t));
@@ -231,19 +232,31 @@ async fn a_global_task_goes_only_to_its_node() {
     h.start_scheduler();
     let service = h.must_create_service(global_spec("agent")).await;
     let tasks = h
-        .must_tasks(&service.id, "the tasks of node-1 and node-2 assigned", |tasks| {
-            let assigned = tasks
-                .iter()
-                .filter(|t| t.status.state == TaskState::Assigned)
-                .count();
-            (tasks.len() == 3 && assigned == 2).then(|| tasks.to_vec())
-        })
+        .must_tasks(
+            &service.id,
+            "the tasks of node-1 and node-2 assigned",
+            |tasks| {
+                let assigned = tasks
+                    .iter()
+                    .filter(|t| t.status.state == TaskState::Assigned)
+                    .count();
+                (tasks.len() == 3 && assigned == 2).then(|| tasks.to_vec())
+            },
+        )
         .await;
     for t in &tasks {
-        assert_eq!(t.annotations.name, format!("agent.{}", t.node_id), "{}", summary(t));
+        assert_eq!(
+            t.annotations.name,
+            format!("agent.{}", t.node_id),
+            "{}",
+            summary(t)
+        );
     }
     // The paused node's task does not go anywhere else, though the others have room.
-    let paused = tasks.iter().find(|t| t.node_id == "node-3").expect("node-3's task");
+    let paused = tasks
+        .iter()
+        .find(|t| t.node_id == "node-3")
+        .expect("node-3's task");
     let paused = h
         .must_eventually("node-3's task has a reason", |tx| {
             tx.task(&paused.id)
@@ -267,8 +280,8 @@ async fn a_global_task_goes_only_to_its_node() {
     h.shutdown().await;
 }
 
-/// A placer that answers every group by assigning its tasks, and a task it was not asked
-/// about, to a node that does not exist, to a down node, or (for a pinned task) to another node.
+/// A placer that answers every group by assigning its tasks to a node that does not exist, to
+/// a down node or to node-1 (pinned tasks: always node-1), and adds a task it was not asked about.
 struct Rogue {
     calls: Arc<AtomicUsize>,
     stranger: String,
@@ -293,12 +306,21 @@ impl Placer for Rogue {
             Ok(groups
                 .into_iter()
                 .map(|g| {
+                    let pinned = g
+                        .placement
+                        .constraints
+                        .iter()
+                        .any(|c| c.starts_with("node.id=="));
                     let mut assignments: Vec<(String, String)> = g
                         .task_ids
                         .iter()
                         .enumerate()
                         .map(|(i, id)| {
-                            let node = ["no-such-node", "node-down", "node-1"][i % 3];
+                            let node = if pinned {
+                                "node-1"
+                            } else {
+                                ["no-such-node", "node-down", "node-1"][i % 3]
+                            };
                             (id.clone(), node.to_string())
                         })
                         .collect();
@@ -362,11 +384,19 @@ async fn the_driver_commits_only_placements_it_asked_for_on_nodes_that_take_task
         .await;
     for t in &tasks {
         assert_eq!(t.node_id, "node-1", "{}", summary(t));
-        if t.service_id == global.id {
-            assert_eq!(t.annotations.name, "agent.node-1", "a pinned task moved: {}", summary(t));
-        }
     }
-    assert_eq!(h.must_task(&stranger.id).node_id, "node-2", "a task not asked about moved");
+    for t in h.tasks_of(&global.id) {
+        assert_eq!(
+            t.annotations.name,
+            format!("agent.{}", t.node_id),
+            "a pinned task moved"
+        );
+    }
+    assert_eq!(
+        h.must_task(&stranger.id).node_id,
+        "node-2",
+        "a task not asked about moved"
+    );
     h.view(|tx| {
         for t in tx.tasks() {
             assert!(

@@ -278,10 +278,7 @@ impl Harness {
             assert!(
                 Instant::now() < deadline,
                 "timed out after {TIMEOUT:?} waiting for {what}; tasks: {:#?}",
-                self.view(|tx| tx
-                    .tasks()
-                    .map(|t| summary(t))
-                    .collect::<Vec<_>>())
+                self.view(|tx| tx.tasks().map(|t| summary(t)).collect::<Vec<_>>())
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
