@@ -28,6 +28,8 @@ use crate::worker::Worker;
 
 /// Deadline of a unary call, and of registration (the call plus the first message).
 pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message accepted from the dispatcher (a node's complete assignment set can be big).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// Deadline to open the TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Used when the dispatcher answers a heartbeat with no period.
@@ -197,7 +199,8 @@ async fn register(shared: &Shared, addr: &str) -> Result<Registered, SessionErro
             addr: addr.to_string(),
             source,
         })?;
-    let mut client = DispatcherClient::new(channel);
+    // A node's complete assignment set can be large (thousands of tasks): allow big messages.
+    let mut client = DispatcherClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = pb::SessionRequest {
         node_id: shared.node_id.clone(),
         description: Some(shared.description.clone()),

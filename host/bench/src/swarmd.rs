@@ -171,6 +171,9 @@ impl Swarmd {
 
     fn kill_tasks(&mut self) {
         self.record_task_processes();
+        // Task processes run in their task directory, inside the state dir.
+        let inside = sys::processes_in(self.dir.path());
+        self.task_processes.extend(inside);
         for &(pid, start) in &self.task_processes {
             if sys::is_alive(pid, start) {
                 // Each task process leads its own process group (which holds its children); the

@@ -104,6 +104,31 @@ pub fn is_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
+/// Live processes whose working directory is inside `dir` (a task process runs in its task
+/// directory), as (pid, start time). Our own process is never listed.
+pub fn processes_in(dir: &Path) -> Vec<(u32, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let own = std::process::id();
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != own)
+        .filter_map(|pid| {
+            let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+            // A removed directory reads as "<path> (deleted)".
+            let text = cwd.to_string_lossy();
+            let cwd = Path::new(text.strip_suffix(" (deleted)").unwrap_or(&text));
+            if !cwd.starts_with(dir) {
+                return None;
+            }
+            let stat = stat(pid)?;
+            (!matches!(stat.state, 'Z' | 'X' | 'x')).then_some((pid, stat.start_time))
+        })
+        .collect()
+}
+
 /// A task's `pid` file as the plugin host writes it: `<pid> <start time>`.
 pub fn read_pid_file(path: &Path) -> Option<(u32, u64)> {
     let text = std::fs::read_to_string(path).ok()?;

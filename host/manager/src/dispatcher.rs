@@ -413,6 +413,28 @@ impl Dispatcher {
     }
 }
 
+/// Longest status message or error kept from an agent; longer text is cut (with a marker).
+const MAX_STATUS_TEXT: usize = 4096;
+
+pub(crate) fn bound_text(mut text: String) -> String {
+    if text.len() > MAX_STATUS_TEXT {
+        let mut cut = MAX_STATUS_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(" [truncated]");
+    }
+    text
+}
+
+/// Agents' text goes into the replicated store: keep it bounded.
+fn bound_status_text(mut status: TaskStatus) -> TaskStatus {
+    status.message = bound_text(std::mem::take(&mut status.message));
+    status.err = bound_text(std::mem::take(&mut status.err));
+    status
+}
+
 /// The gRPC face of the dispatcher.
 #[derive(Clone)]
 pub struct DispatcherService {
@@ -562,15 +584,20 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         let node_id = self.inner.session_node(&r.session_id)?;
         let mut updates = Vec::with_capacity(r.updates.len());
         for (i, u) in r.updates.into_iter().enumerate() {
-            let status = u
-                .status
-                .ok_or_else(|| {
-                    Status::invalid_argument(format!("updates[{i}].status: is required"))
-                })?
-                .try_into()
-                .map_err(|e: swarm_proto::ConversionError| {
-                    Status::invalid_argument(format!("updates[{i}].{e}"))
-                })?;
+            // One malformed entry must not block the others (the agent would resend the batch
+            // forever): skip it, and say so.
+            let status: TaskStatus = match u.status.map(TryInto::try_into) {
+                Some(Ok(status)) => status,
+                Some(Err(e)) => {
+                    warn!(%node_id, index = i, error = %e, "status update refused: updates[{i}].{e}");
+                    continue;
+                }
+                None => {
+                    warn!(%node_id, index = i, "status update refused: updates[{i}].status is required");
+                    continue;
+                }
+            };
+            let status = bound_status_text(status);
             updates.push((u.task_id, status));
         }
         self.inner.apply_status_updates(&node_id, updates).await?;

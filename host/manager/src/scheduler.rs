@@ -400,11 +400,13 @@ impl SchedulerDriver {
                         let Some(task) = tx.task(task_id) else {
                             continue;
                         };
-                        if !is_pending(task) || task.status.err == *reason {
+                        // The plugin's text goes into the replicated store: keep it bounded.
+                        let reason = crate::dispatcher::bound_text(reason.clone());
+                        if !is_pending(task) || task.status.err == reason {
                             continue;
                         }
                         let mut task = (**task).clone();
-                        task.status.err = reason.clone();
+                        task.status.err = reason;
                         task.status.timestamp = now;
                         task.meta.updated_at = now;
                         tx.update(task)?;

@@ -51,7 +51,7 @@ impl Manager {
             .await
             .map_err(|e| CliError::unreachable(socket, deepest_cause(&e)))?;
         Ok(Manager {
-            client: ControlClient::new(channel),
+            client: ControlClient::new(channel).max_decoding_message_size(256 << 20),
             socket: socket.to_path_buf(),
         })
     }

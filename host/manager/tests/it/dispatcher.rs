@@ -411,24 +411,49 @@ async fn task_status_only_moves_forward_and_only_from_the_tasks_node() {
         .await
         .expect("report");
 
-    // A report without a status names the field.
-    let error = agent
+    // A malformed entry (no status) is skipped without blocking the valid ones in its batch:
+    // otherwise the agent would resend the batch forever.
+    let before = h.must_task(&mine.id);
+    agent
         .client
         .update_task_status(pb::UpdateTaskStatusRequest {
             session_id: agent.session_id.clone(),
-            updates: vec![pb::TaskStatusUpdate {
-                task_id: mine.id.clone(),
-                status: None,
-            }],
+            updates: vec![
+                pb::TaskStatusUpdate {
+                    task_id: mine.id.clone(),
+                    status: None,
+                },
+                pb::TaskStatusUpdate {
+                    task_id: mine.id.clone(),
+                    status: Some(pb::TaskStatus {
+                        state: pb::TaskState::Rejected as i32,
+                        message: "x".repeat(10_000),
+                        ..Default::default()
+                    }),
+                },
+            ],
         })
         .await
-        .expect_err("a missing status");
-    assert_eq!(error.code(), Code::InvalidArgument);
+        .expect("a batch with one malformed entry");
+    let after = h.must_task(&mine.id);
     assert!(
-        error.message().contains("updates[0].status"),
-        "{}",
-        error.message()
+        before.status.state < TaskState::Rejected,
+        "{:?}",
+        before.status.state
     );
+    assert_eq!(
+        after.status.state,
+        TaskState::Rejected,
+        "the valid entry was not applied"
+    );
+    assert_ne!(after, before);
+    // Agents' text is bounded before it reaches the store.
+    assert!(
+        after.status.message.len() < 5_000,
+        "{} bytes kept",
+        after.status.message.len()
+    );
+    assert!(after.status.message.ends_with("[truncated]"));
     // An unknown session.
     let mut stranger = must_connect(s.addr).await;
     let error = stranger
