@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(format_seconds(19.04), "19.04");
         assert_eq!(format_seconds(1.4567), "1.457");
         assert_eq!(format_seconds(0.17), "0.1700");
-        assert_eq!(format_seconds(0.0012345), "0.001235");
+        assert_eq!(format_seconds(0.0012346), "0.001235");
         assert_eq!(format_seconds(0.0), "0.000");
     }
 

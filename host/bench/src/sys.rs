@@ -169,6 +169,7 @@ mod tests {
         assert!(children(own.parent).iter().any(|&(child, _)| child == pid));
         let peak = self_status_bytes("VmHWM").expect("VmHWM");
         let now = self_status_bytes("VmRSS").expect("VmRSS");
-        assert!(peak >= now && now > 0);
+        // Two reads: the current figure may pass the peak read just before it.
+        assert!(peak > 0 && now > 0);
     }
 }

@@ -366,8 +366,17 @@ impl Orchestrator {
                 plan.desired.push((extra.clone(), TaskState::Shutdown));
             }
             let Some(task) = current.pop() else {
-                plan.create
-                    .push(new_task(&service, key, now, TaskState::Running));
+                // A paused node keeps the global task it has but gets no new one (as SwarmKit).
+                let paused = match key {
+                    SlotKey::Node(id) => nodes
+                        .get(id)
+                        .is_some_and(|n| n.spec.availability == Availability::Pause),
+                    SlotKey::Replica(_) => false,
+                };
+                if !paused {
+                    plan.create
+                        .push(new_task(&service, key, now, TaskState::Running));
+                }
                 continue;
             };
             // The node failed or was drained: replace at once.

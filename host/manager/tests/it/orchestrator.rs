@@ -562,6 +562,42 @@ async fn a_global_service_runs_one_task_per_eligible_node() {
 }
 
 #[tokio::test]
+async fn a_paused_node_keeps_its_global_task_but_gets_no_new_one() {
+    let mut h = Harness::new(0).await;
+    h.must_add_node("kept", &[]).await;
+    h.must_add_node("paused", &[]).await;
+    h.must_update_node("paused", |n| n.spec.availability = Availability::Pause)
+        .await;
+    h.start_orchestrator();
+    let service = h.must_create_service(global_spec("agent")).await;
+    let on_nodes = |tasks: &[swarm_types::Task]| -> BTreeSet<String> {
+        current(tasks).iter().map(|t| t.node_id.clone()).collect()
+    };
+    h.must_tasks(&service.id, "a task on the active node", |tasks| {
+        (!tasks.is_empty()).then_some(())
+    })
+    .await;
+    h.must_settle_orchestrator().await;
+    assert_eq!(
+        on_nodes(&h.tasks_of(&service.id)),
+        BTreeSet::from(["kept".to_string()]),
+        "a paused node got a new task"
+    );
+    // Pausing a node that has a task keeps that task.
+    h.must_update_node("kept", |n| n.spec.availability = Availability::Pause)
+        .await;
+    h.must_settle_orchestrator().await;
+    let tasks = h.tasks_of(&service.id);
+    assert_eq!(on_nodes(&tasks), BTreeSet::from(["kept".to_string()]));
+    assert!(
+        current(&tasks)
+            .iter()
+            .all(|t| t.desired_state == TaskState::Running)
+    );
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_removed_node_loses_its_tasks() {
     let mut h = Harness::new(1).await;
     h.start_orchestrator();
