@@ -7,7 +7,7 @@
 //! READY) and `replicas` (`swarmd` until a service's replicas run, then their removal).
 //!
 //! Every child process (row processes, `swarmd`, the tasks `swarmd` starts) is killed on every
-//! exit path, including an interrupt.
+//! exit path, including SIGINT and SIGTERM (not SIGKILL, which cannot be caught).
 
 mod native;
 mod raft_writes;
@@ -89,10 +89,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::SchedulerRow(_) => Ok(()),
             }
         };
-        // On an interrupt the workload is dropped, and with it every child process it owns.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .context("handling SIGTERM")?;
+        // On SIGINT or SIGTERM the workload is dropped, and with it every child process it owns.
         tokio::select! {
             result = workload => result,
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
         }
     })?;
     output.finish();

@@ -32,9 +32,13 @@ pub struct ReplicasArgs {
     /// Replicas of the service.
     #[arg(long, default_value_t = 100)]
     replicas: u64,
+    /// The tasks' command, run as `COMMAND 600`. A bare name is looked up in PATH by swarmd;
+    /// `/bin/sleep` names the file directly.
+    #[arg(long, default_value = "sleep")]
+    command: String,
 }
 
-fn spec(replicas: u64) -> ServiceSpec {
+fn spec(replicas: u64, command: &str) -> ServiceSpec {
     ServiceSpec {
         annotations: Annotations {
             name: "bench-sleep".to_owned(),
@@ -42,7 +46,7 @@ fn spec(replicas: u64) -> ServiceSpec {
         },
         task: TaskSpec {
             runtime: Runtime::Process(ProcessSpec {
-                command: "sleep".to_owned(),
+                command: command.to_owned(),
                 args: vec!["600".to_owned()],
                 ..Default::default()
             }),
@@ -104,7 +108,7 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
     let created = Instant::now();
     let service = client
         .create_service(pb::CreateServiceRequest {
-            spec: Some(spec(args.replicas).into()),
+            spec: Some(spec(args.replicas, &args.command).into()),
         })
         .await
         .context("creating the service")?
@@ -181,11 +185,20 @@ pub async fn run(args: ReplicasArgs, output: &mut Output) -> anyhow::Result<()> 
     output.push(
         Row::new()
             .int("replicas", args.replicas)
+            .text("command", format!("{} 600", args.command))
             .seconds("seconds", to_running)
             .float(
                 "tasks_per_second",
                 args.replicas as f64 / to_running.as_secs_f64(),
                 1,
+            )
+            .opt_seconds(
+                "all_assigned_seconds",
+                all_assigned.map(|d| d.as_secs_f64()),
+            )
+            .opt_seconds(
+                "first_running_seconds",
+                first_running.map(|d| d.as_secs_f64()),
             )
             .int("task_processes", processes.len() as u64)
             .opt_seconds(

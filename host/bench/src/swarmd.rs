@@ -17,6 +17,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::sys;
 
+/// Where swarmd keeps compiled plugins, relative to the temporary directory.
+const PLUGIN_CACHE: &str = "state/plugins/cache";
 /// How often readiness is polled.
 pub const POLL: Duration = Duration::from_millis(5);
 /// How long `swarmd` gets to stop after SIGTERM before SIGKILL.
@@ -51,7 +53,16 @@ pub struct Swarmd {
 impl Swarmd {
     /// Starts `swarmd --state-dir <tmp>/state --listen-remote-api 127.0.0.1:0`.
     pub fn spawn(binary: &Path) -> anyhow::Result<Self> {
+        Self::spawn_with_cache(binary, None)
+    }
+
+    /// Like [`spawn`](Self::spawn), with the state dir's compiled-plugin cache
+    /// (`plugins/cache/`) first filled from the files in `cache`.
+    pub fn spawn_with_cache(binary: &Path, cache: Option<&Path>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temporary directory for swarmd")?;
+        if let Some(cache) = cache {
+            copy_files(cache, &dir.path().join(PLUGIN_CACHE))?;
+        }
         let log_path = dir.path().join("swarmd.log");
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
@@ -70,6 +81,11 @@ impl Swarmd {
             dir,
             task_processes: BTreeSet::new(),
         })
+    }
+
+    /// Copies the compiled-plugin cache to `to` (for a later [`spawn_with_cache`](Self::spawn_with_cache)).
+    pub fn save_plugin_cache(&self, to: &Path) -> anyhow::Result<()> {
+        copy_files(&self.dir.path().join(PLUGIN_CACHE), to)
     }
 
     fn state_dir(&self) -> PathBuf {
@@ -199,6 +215,22 @@ impl Drop for Swarmd {
         }
         self.kill_tasks();
     }
+}
+
+/// Copies the plain files of directory `from` into `to` (created if missing).
+fn copy_files(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    let entries = std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))?;
+    for entry in entries {
+        let entry = entry.with_context(|| format!("reading {}", from.display()))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let target = to.join(entry.file_name());
+            std::fs::copy(entry.path(), &target).with_context(|| {
+                format!("copying {} to {}", entry.path().display(), target.display())
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// A control API client over the unix socket at `path`.
