@@ -18,6 +18,10 @@ mod startup;
 mod swarmd;
 mod sys;
 
+/// mimalloc: the manager's large batches are allocation-bound (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Context as _;

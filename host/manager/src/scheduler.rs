@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use swarm_plugin_host as ph;
-use swarm_store::{Change, MemoryStore, StoreRead, WriteTx};
+use swarm_store::{Action, Batch, Change, MemoryStore, Object, StoreRead};
 use swarm_types::{Availability, Node, NodeRole, NodeState, Task, TaskState, Timestamp};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::commit::{Committer, commit_with};
+use crate::commit::Committer;
 use crate::error::{ManagerError, Result};
 use crate::watch::{self, Update};
 
@@ -323,29 +323,31 @@ impl SchedulerDriver {
     }
 
     async fn schedule_pending(&mut self) -> Result<PassStats> {
-        // What the placer is asked to place: task id -> the node it is pinned to ("" if none).
-        let mut asked: HashMap<String, String> = HashMap::new();
-        // Group by (service, spec version, pinned node), in a stable order.
-        let groups: Vec<ph::TaskGroup> = self.store.view(|tx| {
-            let mut groups: BTreeMap<(String, u64, String), ph::TaskGroup> = BTreeMap::new();
-            for id in &self.pending {
-                let Some(t) = tx.task(id) else { continue };
-                if !is_pending(t) {
-                    continue;
-                }
-                asked.insert(t.id.clone(), t.node_id.clone());
-                groups
-                    .entry((t.service_id.clone(), t.spec_version, t.node_id.clone()))
-                    .or_insert_with(|| ph::TaskGroup {
-                        service_id: t.service_id.clone(),
-                        task_ids: Vec::new(),
-                        placement: placement(t),
-                    })
-                    .task_ids
-                    .push(t.id.clone());
-            }
-            groups.into_values().collect()
+        // The pending tasks as they are now (shared, not copied).
+        let tasks: Vec<Arc<Task>> = self.store.view(|tx| {
+            self.pending
+                .iter()
+                .filter_map(|id| tx.task(id))
+                .filter(|t| is_pending(t))
+                .cloned()
+                .collect()
         });
+        // What the placer is asked to place, by task id.
+        let asked: HashMap<&str, &Arc<Task>> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
+        // Group by (service, spec version, pinned node), in a stable order.
+        let mut grouped: BTreeMap<(&str, u64, &str), ph::TaskGroup> = BTreeMap::new();
+        for t in &tasks {
+            grouped
+                .entry((t.service_id.as_str(), t.spec_version, t.node_id.as_str()))
+                .or_insert_with(|| ph::TaskGroup {
+                    service_id: t.service_id.clone(),
+                    task_ids: Vec::new(),
+                    placement: placement(t),
+                })
+                .task_ids
+                .push(t.id.clone());
+        }
+        let groups: Vec<ph::TaskGroup> = grouped.into_values().collect();
         if groups.is_empty() {
             return Ok(PassStats::default());
         }
@@ -357,65 +359,72 @@ impl SchedulerDriver {
         let mut skipped_nodes = HashSet::new();
         // Placements the placer had no business making (the plugin is not trusted).
         let mut refused = 0usize;
-        let outcome = commit_with(
-            &self.store,
-            self.committer.as_ref(),
-            |tx: &mut WriteTx<'_>| {
-                for result in &results {
-                    for (task_id, node_id) in &result.assignments {
-                        let (Some(pinned), Some(task)) = (asked.get(task_id), tx.task(task_id))
-                        else {
-                            // Not asked about, or deleted since.
-                            refused += usize::from(!asked.contains_key(task_id));
-                            skipped_nodes.insert(node_id.clone());
-                            continue;
-                        };
-                        if !is_pending(task) {
-                            skipped_nodes.insert(node_id.clone());
-                            continue;
-                        }
-                        let takes_tasks = tx.node(node_id).is_some_and(|n| n.accepts_new_tasks());
-                        if (!pinned.is_empty() && pinned != node_id) || !takes_tasks {
-                            refused += 1;
-                            skipped_nodes.insert(node_id.clone());
-                            continue;
-                        }
-                        let mut task = (**task).clone();
-                        task.node_id = node_id.clone();
-                        task.status.state = TaskState::Assigned;
-                        task.status.timestamp = now;
-                        task.status.message = "scheduler assigned task to node".to_string();
-                        task.status.err.clear();
-                        task.meta.updated_at = now;
-                        tx.update(task)?;
-                        touched_nodes.push(node_id.clone());
-                        stats.assigned += 1;
+        // The batch is built from one read view, each task cloned once: no write-transaction
+        // overlay (at 100k tasks it cost more than placing them). `apply` still checks every
+        // version, so a task changed since this read makes the commit fail, not corrupt.
+        let mut handled: HashSet<&str> = HashSet::new();
+        let actions: Vec<Action> = self.store.view(|tx| {
+            let mut actions = Vec::new();
+            for result in &results {
+                for (task_id, node_id) in &result.assignments {
+                    // Tasks come from the read above: if one changed since, `apply` refuses the
+                    // batch on its version and the next pass starts over.
+                    let Some(task) = asked.get(task_id.as_str()) else {
+                        // Not asked about.
+                        refused += 1;
+                        skipped_nodes.insert(node_id.clone());
+                        continue;
+                    };
+                    if !handled.insert(task_id.as_str()) {
+                        skipped_nodes.insert(node_id.clone());
+                        continue;
                     }
-                    for (task_id, reason) in &result.unplaced {
-                        if !asked.contains_key(task_id) {
-                            refused += 1;
-                            continue;
-                        }
-                        stats.unplaced += 1;
-                        let Some(task) = tx.task(task_id) else {
-                            continue;
-                        };
-                        // The plugin's text goes into the replicated store: keep it bounded.
-                        let reason = crate::dispatcher::bound_text(reason.clone());
-                        if !is_pending(task) || task.status.err == reason {
-                            continue;
-                        }
-                        let mut task = (**task).clone();
-                        task.status.err = reason;
-                        task.status.timestamp = now;
-                        task.meta.updated_at = now;
-                        tx.update(task)?;
+                    let pinned = &task.node_id;
+                    let takes_tasks = tx.node(node_id).is_some_and(|n| n.accepts_new_tasks());
+                    if (!pinned.is_empty() && pinned != node_id) || !takes_tasks {
+                        refused += 1;
+                        skipped_nodes.insert(node_id.clone());
+                        continue;
                     }
+                    let mut task = Task::clone(task);
+                    task.node_id = node_id.clone();
+                    task.status.state = TaskState::Assigned;
+                    task.status.timestamp = now;
+                    task.status.message = "scheduler assigned task to node".to_string();
+                    task.status.err.clear();
+                    task.meta.updated_at = now;
+                    actions.push(Action::Update(Object::Task(task)));
+                    touched_nodes.push(node_id.clone());
+                    stats.assigned += 1;
                 }
-                Ok(())
-            },
-        )
-        .await;
+                for (task_id, reason) in &result.unplaced {
+                    let Some(task) = asked.get(task_id.as_str()) else {
+                        refused += 1;
+                        continue;
+                    };
+                    stats.unplaced += 1;
+                    // The plugin's text goes into the replicated store: keep it bounded.
+                    let reason = crate::dispatcher::bound_text(reason.clone());
+                    if !is_pending(task)
+                        || task.status.err == reason
+                        || !handled.insert(task_id.as_str())
+                    {
+                        continue;
+                    }
+                    let mut task = Task::clone(task);
+                    task.status.err = reason;
+                    task.status.timestamp = now;
+                    task.meta.updated_at = now;
+                    actions.push(Action::Update(Object::Task(task)));
+                }
+            }
+            actions
+        });
+        let outcome = if actions.is_empty() {
+            Ok(None)
+        } else {
+            self.committer.commit(Batch::new(actions)).await.map(Some)
+        };
         if refused > 0 {
             warn!(
                 refused,

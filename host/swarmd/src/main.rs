@@ -1,5 +1,9 @@
 //! `swarmd`: the node daemon. A thin binary over `swarm_node::run`: flags, logging, signals.
 
+/// mimalloc: the manager's large batches are allocation-bound (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

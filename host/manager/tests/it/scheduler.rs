@@ -226,11 +226,18 @@ async fn resources_freed_by_a_finished_task_let_a_waiting_task_in() {
 #[tokio::test]
 async fn a_global_task_goes_only_to_its_node() {
     let mut h = Harness::new(3).await;
-    h.must_update_node("node-3", |n| n.spec.availability = Availability::Pause)
-        .await;
+    // node-3 is too small for the service's reservation; the others have room.
+    h.must_update_node("node-3", |n| {
+        if let Some(d) = n.description.as_mut() {
+            d.resources.memory_bytes = 1 << 20;
+        }
+    })
+    .await;
     h.start_orchestrator();
     h.start_scheduler();
-    let service = h.must_create_service(global_spec("agent")).await;
+    let mut spec = global_spec("agent");
+    spec.task.resources.reservations.memory_bytes = 64 << 20;
+    let service = h.must_create_service(spec).await;
     let tasks = h
         .must_tasks(
             &service.id,
@@ -267,8 +274,12 @@ async fn a_global_task_goes_only_to_its_node() {
     assert_eq!(paused.status.state, TaskState::Pending);
     assert_eq!(paused.node_id, "node-3");
 
-    h.must_update_node("node-3", |n| n.spec.availability = Availability::Active)
-        .await;
+    h.must_update_node("node-3", |n| {
+        if let Some(d) = n.description.as_mut() {
+            d.resources.memory_bytes = 1 << 30;
+        }
+    })
+    .await;
     let placed = h
         .must_eventually("node-3's task assigned", |tx| {
             tx.task(&paused.id)
