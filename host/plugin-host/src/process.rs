@@ -83,8 +83,19 @@ impl ProcessTable {
         };
         let stdout = open("stdout")?;
         let stderr = open("stderr")?;
-        let mut command = tokio::process::Command::new(&spec.command);
+        // Resolve a bare command name against the PATH the child gets: with a changed PATH and a
+        // bare name, std falls back from posix_spawn to fork + exec, and forking swarmd (whose
+        // wasmtime pool maps a lot of address space) costs several milliseconds per task.
+        let path_var = spec
+            .env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "PATH")
+            .map_or(DEFAULT_PATH, |(_, v)| v.as_str());
+        let program = resolve_program(&spec.command, path_var);
+        let mut command = tokio::process::Command::new(&program);
         command
+            .arg0(&spec.command)
             .args(&spec.args)
             .env_clear()
             .env("PATH", DEFAULT_PATH)
@@ -405,5 +416,51 @@ impl Host for StoreState {
     async fn remove(&mut self, task_id: String) -> Result<(), String> {
         let capabilities = self.capabilities.clone();
         CallClock::host(&mut self.clock, capabilities.processes.remove(&task_id)).await
+    }
+}
+
+/// The file a bare command name runs from, searched in `path_var` as `execvp` would; a name
+/// with a slash, or one found nowhere, is returned as is (spawning then reports the error).
+fn resolve_program(command: &str, path_var: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if command.contains('/') {
+        return PathBuf::from(command);
+    }
+    path_var
+        .split(':')
+        .filter(|dir| !dir.is_empty())
+        .map(|dir| Path::new(dir).join(command))
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(command))
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn bare_names_resolve_against_the_given_path_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tool = dir.path().join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").expect("write");
+        let not_exec = dir.path().join("data");
+        std::fs::write(&not_exec, "x").expect("write");
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let path_var = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(resolve_program("tool", &path_var), tool);
+        assert_eq!(resolve_program("data", &path_var), PathBuf::from("data"));
+        assert_eq!(
+            resolve_program("tool", "/nonexistent"),
+            PathBuf::from("tool")
+        );
+        assert_eq!(
+            resolve_program("./tool", &path_var),
+            PathBuf::from("./tool")
+        );
     }
 }
