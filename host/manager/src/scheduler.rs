@@ -19,6 +19,11 @@ use crate::commit::Committer;
 use crate::error::{ManagerError, Result};
 use crate::watch::{self, Update};
 
+/// After a failed pass (a plugin error, a lost write race) the driver waits this long, doubling
+/// up to the maximum while failures go on, so a broken plugin does not spin the leader.
+const FAILURE_BACKOFF_MIN: Duration = Duration::from_millis(200);
+const FAILURE_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// Failures of a service on a node within this window push the node to the back.
 const RECENT_FAILURE_WINDOW: Duration = Duration::from_secs(300);
 
@@ -211,17 +216,20 @@ impl SchedulerDriver {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut watcher = self.store.watch();
         self.resync();
+        let mut backoff = FAILURE_BACKOFF_MIN;
         loop {
             if let Err(e) = self.tick().await {
-                warn!(error = %e, "scheduling pass failed; retrying after the next change");
+                warn!(error = %e, retry_in = ?backoff, "scheduling pass failed");
                 // Re-read everything: the plugin's view may be off after a failed commit.
                 self.resync();
                 tokio::select! {
                     _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = tokio::time::sleep(backoff) => {}
                 }
+                backoff = (backoff * 2).min(FAILURE_BACKOFF_MAX);
                 continue;
             }
+            backoff = FAILURE_BACKOFF_MIN;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 u = watch::next(&mut watcher) => {

@@ -124,11 +124,20 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
     )
     .await?;
     let agent_cancel = cancel.child_token();
-    let agent_task = tokio::spawn(agent.run(agent_cancel));
+    let mut agent_task = tokio::spawn(agent.run(agent_cancel));
 
-    cancel.cancelled().await;
-    info!("stopping node");
-    let agent_result = agent_task.await;
+    // Run until asked to stop, or until the agent ends on its own (an error): a node whose agent
+    // is gone must not keep pretending to be a healthy member.
+    let agent_result = tokio::select! {
+        _ = cancel.cancelled() => {
+            info!("stopping node");
+            agent_task.await
+        }
+        result = &mut agent_task => {
+            tracing::error!("the agent stopped unexpectedly; stopping the node");
+            result
+        }
+    };
     manager.shutdown().await;
     drop(state);
     match agent_result {
