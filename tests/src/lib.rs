@@ -186,12 +186,17 @@ impl TestNode {
             .collect()
     }
 
-    /// The pid of a task's process, from the executor's files in the state directory.
+    /// The pid of a task's process while that process still runs, from the executor's `pid`
+    /// file (`<pid> <start time>`). The start time guards against pid reuse: a pid whose
+    /// process ended may already belong to an unrelated process.
     pub fn task_pid(&self, task_id: &str) -> Option<i32> {
         let text =
             std::fs::read_to_string(self.state_dir().join("tasks").join(task_id).join("pid"))
                 .ok()?;
-        text.split_whitespace().next()?.parse().ok()
+        let mut fields = text.split_whitespace();
+        let pid: i32 = fields.next()?.parse().ok()?;
+        let start: u64 = fields.next()?.parse().ok()?;
+        (proc_start_time(pid) == Some(start)).then_some(pid)
     }
 
     /// The swarmd log so far (for failure messages).
@@ -210,6 +215,18 @@ impl TestNode {
             .filter(|pid| process_alive(*pid))
             .collect()
     }
+}
+
+/// The start time of a process (field 22 of `/proc/<pid>/stat`), if it exists.
+pub fn proc_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start at field 3 (state).
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
 }
 
 /// Whether a process exists and is not a zombie.
@@ -239,14 +256,17 @@ pub fn cmdline(pid: i32) -> String {
 
 impl Drop for TestNode {
     fn drop(&mut self) {
-        // Tasks outlive swarmd by design; a test must not leave them behind.
+        // Tasks outlive swarmd by design; a test must not leave them behind. Only processes
+        // whose start time matches their pid file are ours (`task_pid` checks it: a pid whose
+        // process ended may belong to anything now), and each task leads its own process group.
         let pids = self.live_task_pids();
         self.kill9();
         for pid in pids {
-            let _ = Command::new("kill")
-                .args(["-9", &format!("-{pid}")])
-                .status();
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            if pid > 1 {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status();
+            }
         }
     }
 }
