@@ -271,15 +271,6 @@ impl Drop for TestNode {
     }
 }
 
-/// Replace ids and times in swarmctl's table output so it can be compared as a snapshot.
-pub fn redact(text: &str, ids: &[&str]) -> String {
-    let mut out = text.to_string();
-    for id in ids {
-        out = out.replace(id, "[ID]");
-    }
-    out
-}
-
 /// A path inside the plugin artifacts (for `--wasi` tasks).
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

@@ -22,7 +22,7 @@ use swarm_store::{Action, Batch, MemoryStore, Object, StoreRead as _};
 use swarm_types::{
     Annotations, Availability, EngineDescription, Membership, Meta, Node, NodeDescription,
     NodeRole, NodeSpec, NodeState, NodeStatus, Platform, ProcessSpec, Resources, Runtime, Service,
-    ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, TaskStatus, Timestamp, new_id,
+    ServiceMode, ServiceSpec, TaskSpec, TaskState, Timestamp, new_id,
 };
 
 use crate::native::NativePlacer;
@@ -419,34 +419,6 @@ fn bench_service(replicas: usize, now: Timestamp) -> Service {
     }
 }
 
-/// A pending task of `service`'s replica `slot`, built as the orchestrator's `new_task` does.
-fn pending_task(service: &Service, slot: u64, now: Timestamp) -> Task {
-    Task {
-        id: new_id(),
-        meta: Meta {
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        },
-        annotations: Annotations {
-            name: format!("{}.{slot}", service.name()),
-            labels: Default::default(),
-        },
-        service_id: service.id.clone(),
-        slot,
-        node_id: String::new(),
-        spec: service.spec.task.clone(),
-        spec_version: service.spec_version,
-        desired_state: TaskState::Running,
-        status: TaskStatus {
-            state: TaskState::Pending,
-            timestamp: now,
-            message: "pending task scheduling".to_owned(),
-            ..Default::default()
-        },
-    }
-}
-
 /// (pending, assigned) tasks in the store.
 fn count_tasks(store: &MemoryStore) -> (u64, u64) {
     store.view(|tx| {
@@ -524,7 +496,11 @@ async fn measure(args: &RowArgs) -> anyhow::Result<RowResult> {
     commit_timer.take();
 
     let tasks: Vec<Action> = (1..=args.tasks as u64)
-        .map(|slot| Action::Create(Object::Task(pending_task(&service, slot, now))))
+        .map(|slot| {
+            Action::Create(Object::Task(swarm_manager::replica_task(
+                &service, slot, now,
+            )))
+        })
         .collect();
     let rss_before_bytes = sys::self_status_bytes("VmRSS")?;
     let commit_started = Instant::now();

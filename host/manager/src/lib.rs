@@ -34,7 +34,7 @@ pub use commit::{Committer, DirectCommitter, RaftCommitter, StoreApp};
 pub use control::ControlService;
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherService};
 pub use error::ManagerError;
-pub use orchestrator::Orchestrator;
+pub use orchestrator::{Orchestrator, replica_task};
 pub use scheduler::{Placer, SchedulerDriver};
 
 /// How long a starting manager waits for its raft node to lead.

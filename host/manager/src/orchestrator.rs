@@ -554,6 +554,12 @@ fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
+/// A new PENDING task for replica `slot` of a replicated service, desired RUNNING, exactly as
+/// the orchestrator creates one (benchmarks build their workloads with it).
+pub fn replica_task(service: &Service, slot: u64, now: Timestamp) -> Task {
+    new_task(service, &SlotKey::Replica(slot), now, TaskState::Running)
+}
+
 fn new_task(service: &Service, key: &SlotKey, now: Timestamp, desired_state: TaskState) -> Task {
     let (slot, node_id, suffix) = match key {
         SlotKey::Replica(n) => (*n, String::new(), n.to_string()),
