@@ -23,6 +23,36 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "The default executor: runtimes `process` and `wasi`.",
     ),
     (
+        "discovery-nodes",
+        "DISCOVERY_NODES",
+        "discovery_nodes.wasm",
+        "The `nodes://` discovery backend: a static list of `host:port` entries.",
+    ),
+    (
+        "example-executor",
+        "EXAMPLE_EXECUTOR",
+        "example_executor.wasm",
+        "The plugin guide's example executor (runtime `process`), written with the SDK.",
+    ),
+    (
+        "example-scheduler",
+        "EXAMPLE_SCHEDULER",
+        "example_scheduler.wasm",
+        "The plugin guide's example scheduler (fewest tasks first), written with the SDK.",
+    ),
+    (
+        "example-discovery",
+        "EXAMPLE_DISCOVERY",
+        "example_discovery.wasm",
+        "The plugin guide's example discovery backend (`example://`), written with the SDK.",
+    ),
+    (
+        "executor-docker",
+        "EXECUTOR_DOCKER",
+        "executor_docker.wasm",
+        "The docker executor: runtime `container`, through the host's `docker` capability.",
+    ),
+    (
         "sample-task",
         "SAMPLE_TASK",
         "sample-task.wasm",
@@ -51,6 +81,18 @@ const GUESTS: &[(&str, &str, &str, &str)] = &[
         "TEST_WRONG_WORLD",
         "test_wrong_world.wasm",
         "Test guest exporting an interface that is neither executor nor scheduler.",
+    ),
+    (
+        "test-old-version",
+        "TEST_OLD_VERSION",
+        "test_old_version.wasm",
+        "Test guest built against swarm:plugin@0.1.0, which this host refuses.",
+    ),
+    (
+        "test-flaky-scheduler",
+        "TEST_FLAKY_SCHEDULER",
+        "test_flaky_scheduler.wasm",
+        "Test scheduler that takes the node set but traps in every `schedule`.",
     ),
 ];
 
@@ -81,16 +123,19 @@ fn run() -> Result<(), String> {
         "cargo::rerun-if-changed={}",
         plugins.join("Cargo.lock").display()
     );
-    for entry in
-        std::fs::read_dir(&plugins).map_err(|e| format!("reading {}: {e}", plugins.display()))?
-    {
-        let path = entry.map_err(|e| e.to_string())?.path();
-        if path.join("Cargo.toml").is_file() {
-            println!(
-                "cargo::rerun-if-changed={}",
-                path.join("Cargo.toml").display()
-            );
-            println!("cargo::rerun-if-changed={}", path.join("src").display());
+    // Packages sit in plugins/ and in plugins/examples/.
+    for dir in [plugins.clone(), plugins.join("examples")] {
+        for entry in
+            std::fs::read_dir(&dir).map_err(|e| format!("reading {}: {e}", dir.display()))?
+        {
+            let path = entry.map_err(|e| e.to_string())?.path();
+            if path.join("Cargo.toml").is_file() {
+                println!(
+                    "cargo::rerun-if-changed={}",
+                    path.join("Cargo.toml").display()
+                );
+                println!("cargo::rerun-if-changed={}", path.join("src").display());
+            }
         }
     }
 

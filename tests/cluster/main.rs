@@ -1,7 +1,9 @@
 //! End-to-end suites: a real `swarmd` process, driven by the real `swarmctl` binary, running
 //! real processes and WASI components.
 
+mod docker;
 mod errors;
+mod plugins;
 mod recovery;
 mod runtimes;
 mod tour;

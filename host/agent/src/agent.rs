@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use swarm_proto::pb;
+use swarm_types::NodeDescription;
 use tokio::sync::{Mutex, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -13,7 +14,8 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::AgentConfig;
 use crate::db::TaskDb;
 use crate::error::AgentError;
-use crate::executor::{Executor, LogReader};
+use crate::executor::{Executor, ExecutorInfo, ExecutorLoader, LogReader};
+use crate::executors::{Executors, NamedExecutor};
 use crate::reporter::Reporter;
 use crate::session::{self, SessionEnd, Shared};
 use crate::worker::Worker;
@@ -52,7 +54,9 @@ pub struct ManagerPeer {
 /// with [`Agent::run`].
 pub struct Agent {
     config: AgentConfig,
-    executor: Arc<dyn Executor>,
+    executors: Executors,
+    /// Loads installed executors delivered with assignments; `None`: they are refused.
+    loader: Option<Arc<dyn ExecutorLoader>>,
     logs: Arc<dyn LogReader>,
     db: Arc<TaskDb>,
     description: pb::NodeDescription,
@@ -69,14 +73,21 @@ impl std::fmt::Debug for Agent {
 
 impl Agent {
     /// Validates the config, creates the state directory, opens the task database and asks
-    /// the executor to describe itself (filling the description's executor and runtimes when
-    /// they are empty).
+    /// each executor to describe itself. The first executor is the node's default; the node's
+    /// description gets its name, every executor's runtimes, and its engine's platform,
+    /// resources, version and labels (see [`describe_node`]).
     pub async fn new(
         config: AgentConfig,
-        executor: Arc<dyn Executor>,
+        executors: Vec<Arc<dyn Executor>>,
         logs: Arc<dyn LogReader>,
     ) -> Result<Self, AgentError> {
         config.validate()?;
+        if executors.is_empty() {
+            return Err(AgentError::InvalidConfig {
+                field: "executors",
+                message: "the agent needs at least one executor".to_string(),
+            });
+        }
         tokio::fs::create_dir_all(&config.state_dir)
             .await
             .map_err(|source| AgentError::StateDir {
@@ -87,18 +98,30 @@ impl Agent {
         let db = tokio::task::spawn_blocking(move || TaskDb::open(&path))
             .await
             .map_err(|e| crate::db::DbError::Blocking(e.to_string()))??;
-        let info = executor.describe().await?;
-        let mut description = config.description.clone();
-        if description.executor.is_empty() {
-            description.executor = info.name;
+        let mut named: Vec<NamedExecutor> = Vec::with_capacity(executors.len());
+        for executor in executors {
+            let info = executor.describe().await?;
+            if named.iter().any(|n| n.info.name == info.name) {
+                return Err(AgentError::InvalidConfig {
+                    field: "executors",
+                    message: format!("two executors are named {:?}", info.name),
+                });
+            }
+            named.push(NamedExecutor { info, executor });
         }
-        if description.runtimes.is_empty() {
-            description.runtimes = info.runtimes;
-        }
+        let infos: Vec<ExecutorInfo> = named.iter().map(|n| n.info.clone()).collect();
+        let description = describe_node(config.description.clone(), &infos);
+        info!(
+            default = %description.executor,
+            executors = %infos.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "),
+            runtimes = %description.runtimes.join(", "),
+            "executors ready"
+        );
         let (status, _) = watch::channel(AgentStatus::default());
         Ok(Self {
             config,
-            executor,
+            executors: Executors::new(named),
+            loader: None,
             logs,
             db: Arc::new(db),
             description: description.into(),
@@ -106,14 +129,34 @@ impl Agent {
         })
     }
 
-    /// [`Agent::new`] with the executor plugin of `swarm-plugin-host`; `host` serves the
-    /// task logs.
+    /// [`Agent::new`] with executor plugins of `swarm-plugin-host` (the first is the node's
+    /// default); `host` serves the task logs.
+    pub async fn with_plugins(
+        config: AgentConfig,
+        executors: Vec<swarm_plugin_host::ExecutorPlugin>,
+        host: swarm_plugin_host::PluginHost,
+    ) -> Result<Self, AgentError> {
+        let executors = executors
+            .into_iter()
+            .map(|e| Arc::new(e) as Arc<dyn Executor>)
+            .collect();
+        let mut agent = Self::new(config, executors, Arc::new(host.clone())).await?;
+        agent.loader = Some(Arc::new(host));
+        Ok(agent)
+    }
+
+    /// [`Agent::with_plugins`] with one executor plugin.
     pub async fn with_plugin(
         config: AgentConfig,
         executor: swarm_plugin_host::ExecutorPlugin,
         host: swarm_plugin_host::PluginHost,
     ) -> Result<Self, AgentError> {
-        Self::new(config, Arc::new(executor), Arc::new(host)).await
+        Self::with_plugins(config, vec![executor], host).await
+    }
+
+    /// The node's executors (add one with [`Executors::insert`] while the agent runs).
+    pub fn executors(&self) -> Executors {
+        self.executors.clone()
     }
 
     /// The session state, updated as it changes (e.g. wait for `registered`).
@@ -134,7 +177,7 @@ impl Agent {
         let mut worker = Worker::new(
             self.config.node_id.clone(),
             Arc::clone(&self.db),
-            Arc::clone(&self.executor),
+            self.executors.clone(),
             reporter.clone(),
             controllers,
         );
@@ -160,6 +203,9 @@ impl Agent {
             reporter,
             logs: Arc::clone(&self.logs),
             status: self.status.clone(),
+            executors: self.executors.clone(),
+            loader: self.loader.clone(),
+            installed: Default::default(),
         };
         let mut backoff = Duration::ZERO;
         while !cancel.is_cancelled() {
@@ -190,6 +236,61 @@ impl Agent {
     }
 }
 
+/// The node's description with what its executors said: the default's (first's) name, every
+/// executor's runtimes, `executor/<name>` plugins, and when the default has an engine, the
+/// engine's platform, CPUs, memory, version and labels. Fields the caller set are kept, except the
+/// engine's version, which names the engine when there is one.
+pub fn describe_node(
+    mut description: NodeDescription,
+    executors: &[ExecutorInfo],
+) -> NodeDescription {
+    let Some(default) = executors.first() else {
+        return description;
+    };
+    if description.executor.is_empty() {
+        description.executor = default.name.clone();
+    }
+    if description.runtimes.is_empty() {
+        for runtime in executors.iter().flat_map(|e| &e.runtimes) {
+            if !description.runtimes.contains(runtime) {
+                description.runtimes.push(runtime.clone());
+            }
+        }
+    }
+    for executor in executors {
+        let plugin = format!("executor/{}", executor.name);
+        if !description.engine.plugins.contains(&plugin) {
+            description.engine.plugins.push(plugin);
+        }
+    }
+    if let Some(engine) = &default.engine {
+        if description.hostname.is_empty() {
+            description.hostname = engine.hostname.clone();
+        }
+        if !engine.os.is_empty() {
+            description.platform.os = engine.os.clone();
+        }
+        if !engine.arch.is_empty() {
+            description.platform.arch = engine.arch.clone();
+        }
+        if engine.nano_cpus > 0 {
+            description.resources.nano_cpus = engine.nano_cpus;
+        }
+        if engine.memory_bytes > 0 {
+            description.resources.memory_bytes = engine.memory_bytes;
+        }
+        description.engine.version = engine.version.clone();
+        for (key, value) in &engine.labels {
+            description
+                .engine
+                .labels
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+    }
+    description
+}
+
 /// The backoff after one more failure: 100 ms, then doubling up to 8 s.
 pub(crate) fn next_backoff(current: Duration) -> Duration {
     if current.is_zero() {
@@ -202,6 +303,73 @@ pub(crate) fn next_backoff(current: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::executor::EngineInfo;
+
+    #[test]
+    fn the_default_executors_engine_describes_the_node() {
+        let configured = NodeDescription {
+            hostname: "node-1".into(),
+            engine: swarm_types::EngineDescription {
+                version: "0.1.0".into(),
+                labels: [("zone".to_string(), "east".to_string())].into(),
+                plugins: Vec::new(),
+            },
+            ..Default::default()
+        };
+        let docker = ExecutorInfo {
+            name: "docker".into(),
+            runtimes: vec!["container".into()],
+            engine: Some(EngineInfo {
+                hostname: "vm".into(),
+                version: "docker 20.10.24".into(),
+                os: "linux".into(),
+                arch: "amd64".into(),
+                nano_cpus: 2_000_000_000,
+                memory_bytes: 1 << 30,
+                labels: vec![
+                    ("zone".into(), "west".into()),
+                    ("ssd".into(), "true".into()),
+                ],
+            }),
+        };
+        let default = ExecutorInfo {
+            name: "default".into(),
+            runtimes: vec!["process".into(), "wasi".into()],
+            engine: None,
+        };
+        let described = describe_node(configured.clone(), &[docker, default.clone()]);
+        assert_eq!(described.hostname, "node-1");
+        assert_eq!(described.executor, "docker");
+        assert_eq!(described.runtimes, ["container", "process", "wasi"]);
+        assert_eq!(described.engine.version, "docker 20.10.24");
+        assert_eq!(
+            described.engine.plugins,
+            ["executor/docker", "executor/default"]
+        );
+        assert_eq!(
+            described.engine.labels,
+            [
+                ("ssd".to_string(), "true".to_string()),
+                ("zone".to_string(), "east".to_string()),
+            ]
+            .into()
+        );
+        assert_eq!(
+            (
+                described.platform.os.as_str(),
+                described.platform.arch.as_str()
+            ),
+            ("linux", "amd64")
+        );
+        assert_eq!(described.resources.nano_cpus, 2_000_000_000);
+        assert_eq!(described.resources.memory_bytes, 1 << 30);
+
+        // Without an engine the node keeps its own figures.
+        let plain = describe_node(configured.clone(), &[default]);
+        assert_eq!(plain.executor, "default");
+        assert_eq!(plain.engine.version, "0.1.0");
+        assert_eq!(plain.resources, configured.resources);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_maximum() {

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 
 use crate::db::TaskDb;
 use crate::executor::{ExecState, Executor, ExitStatus};
+use crate::executors::{Executors, requested_executor};
 use crate::reporter::Reporter;
 
 /// How long a task gets to stop before the executor kills it.
@@ -48,7 +49,12 @@ pub(crate) enum Phase {
 /// Everything a controller needs.
 pub(crate) struct Controller {
     pub(crate) task_id: String,
-    pub(crate) executor: Arc<dyn Executor>,
+    /// The node's executors; the controller picks the task's at start.
+    pub(crate) executors: Executors,
+    /// The executor given the task (name, executor), once chosen.
+    pub(crate) executor: Option<(String, Arc<dyn Executor>)>,
+    /// The executor's name is in the task database.
+    pub(crate) recorded: bool,
     pub(crate) db: Arc<TaskDb>,
     pub(crate) reporter: Reporter,
     pub(crate) assignment: watch::Receiver<Assignment>,
@@ -61,10 +67,83 @@ impl Controller {
     /// Reconciles with the executor, tells `reconciled`, then drives the task until it is
     /// removed or the agent stops (tasks keep running when the agent stops).
     pub(crate) async fn run(mut self, reconciled: tokio::sync::oneshot::Sender<()>) {
-        let phase = self.initial_phase().await;
+        let phase = match self.resolve_executor().await {
+            None => self.initial_phase().await,
+            Some(refused) => {
+                self.report(refused).await;
+                Some(Phase::Done)
+            }
+        };
         let _ = reconciled.send(());
         if let Some(phase) = phase {
             self.drive(phase).await;
+        }
+    }
+
+    /// Picks the task's executor: the one recorded in the task database (a restarted agent
+    /// adopts the task with the executor that started it), else the one the task names, else
+    /// the node's choice for its runtime. Returns the status to report when none can run it.
+    async fn resolve_executor(&mut self) -> Option<TaskStatus> {
+        let task_id = self.task_id.clone();
+        let recorded = match self.db.run(move |db| db.executor_of(&task_id)).await {
+            Ok(recorded) => recorded,
+            Err(error) => {
+                warn!(%error, "reading the task's executor from the task database");
+                None
+            }
+        };
+        let terminal = self.status.state.is_terminal();
+        if let Some(name) = recorded {
+            self.recorded = true;
+            match self.executors.get(&name) {
+                Some(executor) => {
+                    self.executor = Some((name, executor));
+                    return None;
+                }
+                None if terminal => return None,
+                None => {
+                    return Some(failed(format!(
+                        "the executor {name:?} that runs this task is not available on this node"
+                    )));
+                }
+            }
+        }
+        let task = self.assignment.borrow().task.clone();
+        match self.executors.choose(&task, requested_executor(&task)) {
+            Ok(chosen) => {
+                self.executor = Some(chosen);
+                None
+            }
+            Err(_) if terminal => None,
+            Err(error) => {
+                let mut rejected = status(TaskState::Rejected, "no executor for the task");
+                rejected.err = error;
+                Some(rejected)
+            }
+        }
+    }
+
+    /// The task's executor; `None` when none was found (the task is then done).
+    fn executor(&self) -> Option<Arc<dyn Executor>> {
+        self.executor.as_ref().map(|(_, e)| Arc::clone(e))
+    }
+
+    /// Records the task's executor in the task database, once.
+    async fn record_executor(&mut self) {
+        let Some((name, _)) = &self.executor else {
+            return;
+        };
+        if self.recorded {
+            return;
+        }
+        let (task_id, name) = (self.task_id.clone(), name.clone());
+        match self
+            .db
+            .run(move |db| db.set_executor(&task_id, &name))
+            .await
+        {
+            Ok(()) => self.recorded = true,
+            Err(error) => warn!(%error, "recording the task's executor"),
         }
     }
 
@@ -74,8 +153,13 @@ impl Controller {
         if state.is_terminal() {
             return Some(Phase::Done);
         }
-        let executor = Arc::clone(&self.executor);
+        let Some(executor) = self.executor() else {
+            return Some(Phase::Done);
+        };
         let inspected = self.call(executor.inspect(&self.task_id)).await?;
+        if matches!(&inspected, Ok(found) if *found != ExecState::Missing) {
+            self.record_executor().await;
+        }
         let phase = match inspected {
             Ok(ExecState::Running) => {
                 if state >= TaskState::Starting {
@@ -153,7 +237,10 @@ impl Controller {
         self.report(status(TaskState::Accepted, "accepted")).await;
         self.report(status(TaskState::Preparing, "preparing")).await;
         let task = self.assignment.borrow().task.clone();
-        let executor = Arc::clone(&self.executor);
+        let Some(executor) = self.executor() else {
+            return Some(Phase::Done);
+        };
+        self.record_executor().await;
         match self.call(executor.prepare(&task)).await? {
             Ok(()) => {
                 self.report(status(TaskState::Ready, "prepared")).await;
@@ -170,7 +257,7 @@ impl Controller {
 
     async fn start(&mut self) -> Option<Phase> {
         self.report(status(TaskState::Starting, "starting")).await;
-        let executor = Arc::clone(&self.executor);
+        let executor = self.executor()?;
         match self.call(executor.start(&self.task_id)).await? {
             Ok(()) => {
                 self.report(status(TaskState::Running, "started")).await;
@@ -187,7 +274,7 @@ impl Controller {
     /// Waits for the task to end, or for an assignment that stops it (then returns `Running`
     /// so the caller shuts it down).
     async fn wait(&mut self) -> Option<Phase> {
-        let executor = Arc::clone(&self.executor);
+        let executor = self.executor()?;
         let task_id = self.task_id.clone();
         let wait = executor.wait(&task_id);
         tokio::pin!(wait);
@@ -222,7 +309,9 @@ impl Controller {
                     .await;
             }
             Phase::Prepared | Phase::Running => {
-                let executor = Arc::clone(&self.executor);
+                let Some(executor) = self.executor() else {
+                    return true;
+                };
                 let Some(result) = self
                     .call(executor.shutdown(&self.task_id, SHUTDOWN_TIMEOUT))
                     .await
@@ -255,11 +344,12 @@ impl Controller {
 
     /// Removes the task from the executor and forgets it.
     async fn remove(&mut self) {
-        let executor = Arc::clone(&self.executor);
-        match self.call(executor.remove(&self.task_id)).await {
-            None => return,
-            Some(Err(error)) => warn!(%error, "removing the task from the executor"),
-            Some(Ok(())) => {}
+        if let Some(executor) = self.executor() {
+            match self.call(executor.remove(&self.task_id)).await {
+                None => return,
+                Some(Err(error)) => warn!(%error, "removing the task from the executor"),
+                Some(Ok(())) => {}
+            }
         }
         let task_id = self.task_id.clone();
         match self.db.run(move |db| db.remove(&task_id)).await {
@@ -348,7 +438,7 @@ pub(crate) fn exit_status(exit: &ExitStatus) -> TaskStatus {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashSet;
     use std::time::Instant;
 
@@ -359,6 +449,7 @@ mod tests {
     use super::*;
     use crate::db::tests::task;
     use crate::executor::{ExecutorError, ExecutorInfo};
+    use crate::executors::NamedExecutor;
 
     fn exit(code: i32, signal: Option<i32>, message: &str) -> ExitStatus {
         ExitStatus {
@@ -404,7 +495,7 @@ mod tests {
     }
 
     /// An executor whose calls fail on demand and whose tasks end when the test says.
-    struct Fake {
+    pub(crate) struct Fake {
         state: Mutex<ExecState>,
         failing: HashSet<&'static str>,
         calls: Mutex<Vec<&'static str>>,
@@ -412,7 +503,7 @@ mod tests {
     }
 
     impl Fake {
-        fn new(state: ExecState, failing: &[&'static str]) -> Arc<Fake> {
+        pub(crate) fn new(state: ExecState, failing: &[&'static str]) -> Arc<Fake> {
             Arc::new(Fake {
                 state: Mutex::new(state),
                 failing: failing.iter().copied().collect(),
@@ -440,6 +531,7 @@ mod tests {
                 Ok(ExecutorInfo {
                     name: "fake".into(),
                     runtimes: vec!["process".into()],
+                    engine: None,
                 })
             }
             .boxed()
@@ -519,10 +611,34 @@ mod tests {
     }
 
     /// Stores `task` and starts its controller.
+    fn fake_executors(fakes: &[(&str, &str, Arc<Fake>)]) -> Executors {
+        Executors::new(
+            fakes
+                .iter()
+                .map(|(name, runtime, fake)| NamedExecutor {
+                    info: ExecutorInfo {
+                        name: name.to_string(),
+                        runtimes: vec![runtime.to_string()],
+                        engine: None,
+                    },
+                    executor: Arc::clone(fake) as Arc<dyn Executor>,
+                })
+                .collect(),
+        )
+    }
+
     async fn must_start(executor: Arc<Fake>, task: Task) -> Harness {
+        start_with(fake_executors(&[("fake", "process", executor)]), task, None).await
+    }
+
+    /// Stores `task` (and `recorded` as its executor) and starts its controller.
+    async fn start_with(executors: Executors, task: Task, recorded: Option<&str>) -> Harness {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Arc::new(TaskDb::open(&dir.path().join("worker.redb")).expect("db"));
         db.put_assignments(vec![task.clone()]).expect("store");
+        if let Some(name) = recorded {
+            db.set_executor(&task.id, name).expect("record");
+        }
         let (assignment, receiver) = watch::channel(Assignment {
             task: task.clone(),
             removed: false,
@@ -530,7 +646,9 @@ mod tests {
         let cancel = CancellationToken::new();
         let controller = Controller {
             task_id: task.id.clone(),
-            executor,
+            executors,
+            executor: None,
+            recorded: false,
             db: Arc::clone(&db),
             reporter: Reporter::new(),
             assignment: receiver,
@@ -675,6 +793,68 @@ mod tests {
         let harness = must_start(Arc::clone(&fake), task("early", TaskState::Ready)).await;
         harness.must_reach("early", TaskState::Running).await;
         assert_eq!(fake.calls()[..3], ["inspect", "prepare", "start"]);
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_task_keeps_the_executor_that_started_it() {
+        let first = Fake::new(ExecState::Missing, &[]);
+        let second = Fake::new(ExecState::Running, &[]);
+        let executors = fake_executors(&[
+            ("first", "process", Arc::clone(&first)),
+            ("second", "process", Arc::clone(&second)),
+        ]);
+        // Recorded as started by `second`: adopted there although `first` is the default.
+        let harness = start_with(
+            executors.clone(),
+            task("t", TaskState::Starting),
+            Some("second"),
+        )
+        .await;
+        harness.must_reach("t", TaskState::Running).await;
+        assert!(first.calls().is_empty(), "{:?}", first.calls());
+        assert_eq!(second.calls()[0], "inspect");
+        harness.must_stop().await;
+
+        // A new task goes to the default, and the choice is recorded before prepare.
+        let harness = start_with(executors, task("n", TaskState::Assigned), None).await;
+        harness.must_reach("n", TaskState::Running).await;
+        assert_eq!(first.calls()[..3], ["inspect", "prepare", "start"]);
+        assert_eq!(
+            harness.db.executor_of("n").expect("read"),
+            Some("first".to_string())
+        );
+        harness.must_stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_missing_executor_fails_or_rejects_the_task() {
+        let fake = Fake::new(ExecState::Running, &[]);
+        let harness = start_with(
+            fake_executors(&[("default", "process", Arc::clone(&fake))]),
+            task("t", TaskState::Running),
+            Some("docker"),
+        )
+        .await;
+        let failed = harness.must_reach("t", TaskState::Failed).await;
+        assert_eq!(
+            failed.err,
+            "the executor \"docker\" that runs this task is not available on this node"
+        );
+        assert!(fake.calls().is_empty(), "{:?}", fake.calls());
+        harness.must_stop().await;
+
+        let harness = start_with(
+            fake_executors(&[("default", "wasi", Arc::clone(&fake))]),
+            task("p", TaskState::Assigned),
+            None,
+        )
+        .await;
+        let rejected = harness.must_reach("p", TaskState::Rejected).await;
+        assert_eq!(
+            rejected.err,
+            "no executor on this node runs process tasks (executors: default (wasi))"
+        );
         harness.must_stop().await;
     }
 }

@@ -13,6 +13,8 @@ use swarm_types::{Task, TaskStatus};
 
 /// task id -> JSON of the stored [`Task`].
 const TASKS: TableDefinition<&str, &[u8]> = TableDefinition::new("tasks");
+/// task id -> name of the executor given the task, so a restarted agent adopts it with that one.
+const EXECUTORS: TableDefinition<&str, &str> = TableDefinition::new("executors");
 
 /// The task database could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +57,7 @@ impl TaskDb {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate)?;
             txn.open_table(TASKS)?;
+            txn.open_table(EXECUTORS)?;
             txn.commit()?;
             Ok(db)
         };
@@ -154,11 +157,28 @@ impl TaskDb {
         Ok(updated)
     }
 
-    /// Forgets a task.
+    /// Records the executor given a task.
+    pub(crate) fn set_executor(&self, task_id: &str, executor: &str) -> Result<(), DbError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.open_table(EXECUTORS)?.insert(task_id, executor)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The executor recorded for a task, if any.
+    pub(crate) fn executor_of(&self, task_id: &str) -> Result<Option<String>, DbError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(EXECUTORS)?;
+        Ok(table.get(task_id)?.map(|v| v.value().to_string()))
+    }
+
+    /// Forgets a task and its executor.
     pub(crate) fn remove(&self, task_id: &str) -> Result<(), DbError> {
         let mut txn = self.db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.open_table(TASKS)?.remove(task_id)?;
+        txn.open_table(EXECUTORS)?.remove(task_id)?;
         txn.commit()?;
         Ok(())
     }
@@ -206,6 +226,7 @@ pub(crate) mod tests {
                 force_update: 0,
             },
             spec_version: 1,
+            executor: String::new(),
             desired_state: TaskState::Running,
             status: TaskStatus {
                 state,
@@ -252,6 +273,9 @@ pub(crate) mod tests {
                 .put_assignments(vec![task("a", TaskState::Assigned)])
                 .expect("put again");
             assert_eq!(stored[0].status.state, TaskState::Running);
+            db.set_executor("a", "docker").expect("record the executor");
+            db.set_executor("b", "default")
+                .expect("record the executor");
             db.remove("b").expect("remove");
         }
         let db = TaskDb::open(&path).expect("reopen");
@@ -261,5 +285,10 @@ pub(crate) mod tests {
         assert_eq!(tasks[0].status.state, TaskState::Running);
         assert_eq!(tasks[0].status.message, "running");
         assert!(db.get("b").expect("get").is_none());
+        assert_eq!(
+            db.executor_of("a").expect("executor"),
+            Some("docker".to_string())
+        );
+        assert_eq!(db.executor_of("b").expect("executor"), None);
     }
 }

@@ -24,11 +24,27 @@ impl ExecutorError {
     }
 }
 
-/// The executor's name and the runtimes it runs.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The executor's name, the runtimes it runs and the engine behind it, if any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExecutorInfo {
     pub name: String,
     pub runtimes: Vec<String>,
+    pub engine: Option<EngineInfo>,
+}
+
+/// A container engine as an executor describes it; the node reports it as its own when that
+/// executor is the node's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineInfo {
+    pub hostname: String,
+    /// The engine's name and version, e.g. `docker 20.10.24`.
+    pub version: String,
+    /// Go names: `linux`, `amd64`.
+    pub os: String,
+    pub arch: String,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub labels: Vec<(String, String)>,
 }
 
 /// How a task's process ended. `code` is -1 when unknown (then `message` says why).
@@ -81,12 +97,27 @@ pub enum LogStream {
     Stderr,
 }
 
-/// Reads the tail of a task's logs. Blocking (file IO): the agent calls it off the runtime.
+/// Reads the tail of a task's logs (from files or from the container engine).
 pub trait LogReader: Send + Sync + 'static {
-    fn read_logs(
-        &self,
-        task_id: &str,
+    fn read_logs<'a>(
+        &'a self,
+        task_id: &'a str,
         stream: LogStream,
         tail_bytes: u64,
-    ) -> Result<Vec<u8>, ExecutorError>;
+    ) -> BoxFuture<'a, Result<Vec<u8>, ExecutorError>>;
+}
+
+/// An executor loaded by an [`ExecutorLoader`], with what it said of itself.
+pub type LoadedExecutor = (ExecutorInfo, std::sync::Arc<dyn Executor>);
+
+/// Loads installed executor plugins delivered with assignments (the plugin host in production).
+pub trait ExecutorLoader: Send + Sync + 'static {
+    /// Loads `component` as the executor `name` with the granted `capabilities`, and asks it to
+    /// describe itself.
+    fn load<'a>(
+        &'a self,
+        name: &'a str,
+        capabilities: &'a [String],
+        component: &'a [u8],
+    ) -> BoxFuture<'a, Result<LoadedExecutor, ExecutorError>>;
 }

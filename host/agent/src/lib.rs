@@ -6,7 +6,8 @@
 //! heartbeat, assignments, session messages, status flushing), `worker.rs` (stores assignments
 //! and owns the controllers), `controller.rs` (one tokio task per task), `reporter.rs` (the
 //! queue of statuses to send), `db.rs` (the redb task database), `executor.rs` (the traits the
-//! agent drives) and `plugin.rs` (`swarm-plugin-host`'s executor plugin behind those traits).
+//! agent drives), `executors.rs` (the node's executors and which one runs a task) and
+//! `plugin.rs` (`swarm-plugin-host`'s executor plugin behind those traits).
 //!
 //! *Architecture invariants*:
 //! - The agent never depends on the manager crate; it speaks to managers only over gRPC
@@ -29,16 +30,18 @@ mod controller;
 mod db;
 mod error;
 mod executor;
+mod executors;
 mod plugin;
 mod reporter;
 mod session;
 mod worker;
 
-pub use agent::{Agent, AgentStatus, INITIAL_BACKOFF, MAX_BACKOFF, ManagerPeer};
+pub use agent::{Agent, AgentStatus, INITIAL_BACKOFF, MAX_BACKOFF, ManagerPeer, describe_node};
 pub use config::{AgentConfig, TASK_DB_FILE};
 pub use controller::LOST_MESSAGE;
 pub use db::DbError;
 pub use error::AgentError;
 pub use executor::{
-    ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
+    EngineInfo, ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
 };
+pub use executors::{Executors, NamedExecutor};

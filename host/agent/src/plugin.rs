@@ -6,11 +6,46 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use swarm_plugin_host as host;
-use swarm_types::{Runtime, Task};
+use swarm_types::{MountKind, Runtime, Task};
 
 use crate::executor::{
-    ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
+    EngineInfo, ExecState, Executor, ExecutorError, ExecutorInfo, ExecutorLoader, ExitStatus,
+    LoadedExecutor, LogReader, LogStream,
 };
+
+impl ExecutorLoader for host::PluginHost {
+    fn load<'a>(
+        &'a self,
+        name: &'a str,
+        capabilities: &'a [String],
+        component: &'a [u8],
+    ) -> BoxFuture<'a, Result<LoadedExecutor, ExecutorError>> {
+        async move {
+            let granted = capabilities
+                .iter()
+                .map(|c| host::Capability::parse(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ExecutorError::new)?;
+            // Compiling is CPU work (the cache makes it once per digest): off the runtime.
+            let this = self.clone();
+            let (owned_name, bytes) = (name.to_string(), component.to_vec());
+            let plugin = tokio::task::spawn_blocking(move || {
+                this.load_executor(&owned_name, &bytes, &granted)
+            })
+            .await
+            .map_err(|e| ExecutorError::new(format!("loading executor {name}: {e}")))?
+            .map_err(error)?;
+            let mut info = Executor::describe(&plugin).await?;
+            // The cluster knows it by its installed name, whatever it calls itself.
+            info.name = name.to_string();
+            Ok((
+                info,
+                std::sync::Arc::new(plugin) as std::sync::Arc<dyn Executor>,
+            ))
+        }
+        .boxed()
+    }
+}
 
 impl Executor for host::ExecutorPlugin {
     fn describe(&self) -> BoxFuture<'_, Result<ExecutorInfo, ExecutorError>> {
@@ -19,6 +54,15 @@ impl Executor for host::ExecutorPlugin {
             Ok(ExecutorInfo {
                 name: info.name,
                 runtimes: info.runtimes,
+                engine: info.engine.map(|engine| EngineInfo {
+                    hostname: engine.hostname,
+                    version: engine.version,
+                    os: engine.platform.os,
+                    arch: engine.platform.arch,
+                    nano_cpus: engine.nano_cpus,
+                    memory_bytes: engine.memory_bytes,
+                    labels: engine.labels,
+                }),
             })
         }
         .boxed()
@@ -92,17 +136,22 @@ impl Executor for host::ExecutorPlugin {
 }
 
 impl LogReader for host::PluginHost {
-    fn read_logs(
-        &self,
-        task_id: &str,
+    fn read_logs<'a>(
+        &'a self,
+        task_id: &'a str,
         stream: LogStream,
         tail_bytes: u64,
-    ) -> Result<Vec<u8>, ExecutorError> {
+    ) -> BoxFuture<'a, Result<Vec<u8>, ExecutorError>> {
         let stream = match stream {
             LogStream::Stdout => host::LogStream::Stdout,
             LogStream::Stderr => host::LogStream::Stderr,
         };
-        host::PluginHost::read_logs(self, task_id, stream, tail_bytes).map_err(error)
+        async move {
+            host::PluginHost::read_logs(self, task_id, stream, tail_bytes)
+                .await
+                .map_err(error)
+        }
+        .boxed()
     }
 }
 
@@ -131,6 +180,34 @@ pub(crate) fn exec_task(task: &Task) -> host::ExecTask {
             module_path: wasi.module.clone(),
             args: wasi.args.clone(),
             env: env_pairs(&wasi.env),
+        }),
+        Runtime::Container(container) => host::TaskRuntime::Container(host::ContainerSpec {
+            image: container.image.clone(),
+            entrypoint: container.entrypoint.clone(),
+            args: container.args.clone(),
+            env: env_pairs(&container.env),
+            labels: container
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            mounts: container
+                .mounts
+                .iter()
+                .map(|m| host::Mount {
+                    kind: match m.kind {
+                        MountKind::Bind => host::MountKind::Bind,
+                        MountKind::Volume => host::MountKind::Volume,
+                        MountKind::Tmpfs => host::MountKind::Tmpfs,
+                    },
+                    source: m.source.clone(),
+                    target: m.target.clone(),
+                    read_only: m.read_only,
+                })
+                .collect(),
+            workdir: container.workdir.clone(),
+            user: container.user.clone(),
+            hostname: container.hostname.clone(),
         }),
     };
     let limits = &task.spec.resources.limits;

@@ -6,10 +6,12 @@
 //! and is joined (not aborted) when the session ends, so an assignment is never half-applied
 //! and a status batch in flight is put back for the next session.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use sha2::{Digest as _, Sha256};
 use swarm_proto::pb;
 use swarm_proto::pb::dispatcher_client::DispatcherClient;
 use swarm_types::{Task, TaskState, TaskStatus, Timestamp};
@@ -18,11 +20,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::agent::{AgentStatus, ManagerPeer};
 use crate::error::AgentError;
-use crate::executor::{LogReader, LogStream};
+use crate::executor::{ExecutorLoader, LogReader, LogStream};
+use crate::executors::{Executors, NamedExecutor};
 use crate::reporter::Reporter;
 use crate::worker::Worker;
 
@@ -96,6 +99,10 @@ pub(crate) struct Shared {
     pub(crate) reporter: Reporter,
     pub(crate) logs: Arc<dyn LogReader>,
     pub(crate) status: watch::Sender<AgentStatus>,
+    pub(crate) executors: Executors,
+    pub(crate) loader: Option<Arc<dyn ExecutorLoader>>,
+    /// Installed executors loaded so far: name -> digest.
+    pub(crate) installed: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// Runs one session to its end.
@@ -126,6 +133,11 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
             session_id.clone(),
             Arc::clone(&shared.worker),
             shared.reporter.clone(),
+            Plugins {
+                executors: shared.executors.clone(),
+                loader: shared.loader.clone(),
+                installed: Arc::clone(&shared.installed),
+            },
             session.clone(),
         )
         .instrument(span.clone()),
@@ -272,11 +284,67 @@ async fn heartbeat(
 }
 
 /// Receives the assignment stream and hands it to the worker.
+/// What a session needs to load the installed executors that come with assignments.
+struct Plugins {
+    executors: Executors,
+    loader: Option<Arc<dyn ExecutorLoader>>,
+    installed: Arc<Mutex<HashMap<String, String>>>,
+}
+
+impl Plugins {
+    /// Checks each component's digest and loads it as an executor under its installed name.
+    /// A component that fails is logged and skipped: the tasks that need it fail with the
+    /// executor missing from this node.
+    async fn load(&self, components: Vec<pb::PluginComponent>) {
+        for plugin in components {
+            if self.installed.lock().await.get(&plugin.name) == Some(&plugin.digest) {
+                continue;
+            }
+            let Some(loader) = &self.loader else {
+                warn!(plugin = %plugin.name, "this agent cannot load installed executors");
+                continue;
+            };
+            let actual = format!("sha256:{}", hex::encode(Sha256::digest(&plugin.component)));
+            if actual != plugin.digest {
+                error!(
+                    plugin = %plugin.name,
+                    expected = %plugin.digest,
+                    %actual,
+                    "refusing an executor plugin whose bytes do not match its digest"
+                );
+                continue;
+            }
+            match loader
+                .load(&plugin.name, &plugin.capabilities, &plugin.component)
+                .await
+            {
+                Ok((info, executor)) => {
+                    info!(
+                        plugin = %plugin.name,
+                        digest = %plugin.digest,
+                        runtimes = %info.runtimes.join(","),
+                        "installed executor loaded"
+                    );
+                    self.executors.insert(NamedExecutor { info, executor });
+                    self.installed
+                        .lock()
+                        .await
+                        .insert(plugin.name, plugin.digest);
+                }
+                Err(e) => {
+                    error!(plugin = %plugin.name, error = %e, "cannot load an installed executor");
+                }
+            }
+        }
+    }
+}
+
 async fn assignments(
     mut client: DispatcherClient<Channel>,
     session_id: String,
     worker: Arc<Mutex<Worker>>,
     reporter: Reporter,
+    plugins: Plugins,
     cancel: CancellationToken,
 ) -> Result<(), SessionError> {
     let request = pb::AssignmentsRequest { session_id };
@@ -300,6 +368,8 @@ async fn assignments(
         let kind = pb::assignments_message::Type::try_from(message.r#type).map_err(|_| {
             SessionError::Protocol(format!("unknown assignments type {}", message.r#type))
         })?;
+        // Executors first, so the tasks that need them find them.
+        plugins.load(message.plugins).await;
         let (updates, removals) = decode_changes(message.changes, &reporter)?;
         match kind {
             pb::assignments_message::Type::Complete => {
@@ -435,16 +505,15 @@ async fn answer_logs(
 ) {
     let task_id = request.task_id.clone();
     let tail = request.tail_bytes;
-    let read = tokio::task::spawn_blocking(move || {
-        let stdout = logs.read_logs(&task_id, LogStream::Stdout, tail)?;
-        let stderr = logs.read_logs(&task_id, LogStream::Stderr, tail)?;
+    let read = async {
+        let stdout = logs.read_logs(&task_id, LogStream::Stdout, tail).await?;
+        let stderr = logs.read_logs(&task_id, LogStream::Stderr, tail).await?;
         Ok::<_, crate::executor::ExecutorError>((stdout, stderr))
-    })
+    }
     .await;
     let (stdout, stderr, error) = match read {
-        Ok(Ok((stdout, stderr))) => (stdout, stderr, String::new()),
-        Ok(Err(error)) => (Vec::new(), Vec::new(), error.to_string()),
-        Err(error) => (Vec::new(), Vec::new(), format!("reading logs: {error}")),
+        Ok((stdout, stderr)) => (stdout, stderr, String::new()),
+        Err(error) => (Vec::new(), Vec::new(), error.to_string()),
     };
     let publish = pb::PublishLogsRequest {
         session_id,
@@ -518,4 +587,87 @@ async fn flush(
 
 fn rpc(call: &'static str) -> impl Fn(tonic::Status) -> SessionError {
     move |status| SessionError::Rpc { call, status }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Loading installed executors from assignments: digests are checked before anything loads.
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures::FutureExt;
+    use futures::future::BoxFuture;
+
+    use super::*;
+    use crate::controller::tests::Fake;
+    use crate::executor::{ExecState, Executor, ExecutorError, ExecutorInfo, LoadedExecutor};
+
+    /// Counts loads and hands out a fake executor that says it runs `echo` tasks.
+    #[derive(Default)]
+    struct CountingLoader {
+        loads: AtomicUsize,
+    }
+
+    impl ExecutorLoader for CountingLoader {
+        fn load<'a>(
+            &'a self,
+            name: &'a str,
+            _capabilities: &'a [String],
+            _component: &'a [u8],
+        ) -> BoxFuture<'a, Result<LoadedExecutor, ExecutorError>> {
+            self.loads.fetch_add(1, Ordering::SeqCst);
+            let info = ExecutorInfo {
+                name: name.to_string(),
+                runtimes: vec!["echo".into()],
+                engine: None,
+            };
+            let fake: Arc<dyn Executor> = Fake::new(ExecState::Missing, &[]);
+            async move { Ok((info, fake)) }.boxed()
+        }
+    }
+
+    fn component(name: &str, bytes: &[u8], digest: Option<&str>) -> pb::PluginComponent {
+        pb::PluginComponent {
+            name: name.into(),
+            digest: digest.map_or_else(
+                || format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
+                str::to_string,
+            ),
+            capabilities: vec!["process".into()],
+            component: bytes.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn components_load_once_and_only_with_their_digest() {
+        let loader = Arc::new(CountingLoader::default());
+        let plugins = Plugins {
+            executors: Executors::default(),
+            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
+            installed: Arc::default(),
+        };
+        let forged = "sha256:".to_string() + &"0".repeat(64);
+        plugins
+            .load(vec![component("evil", b"some bytes", Some(&forged))])
+            .await;
+        assert_eq!(
+            loader.loads.load(Ordering::SeqCst),
+            0,
+            "a bad digest loads nothing"
+        );
+        assert!(plugins.executors.get("evil").is_none());
+
+        plugins.load(vec![component("echo", b"v1", None)]).await;
+        plugins.load(vec![component("echo", b"v1", None)]).await;
+        assert_eq!(
+            loader.loads.load(Ordering::SeqCst),
+            1,
+            "same digest: loaded once"
+        );
+        assert!(plugins.executors.get("echo").is_some());
+        // A new version under the same name replaces it.
+        plugins.load(vec![component("echo", b"v2", None)]).await;
+        assert_eq!(loader.loads.load(Ordering::SeqCst), 2);
+        assert_eq!(plugins.executors.infos().len(), 1);
+    }
 }

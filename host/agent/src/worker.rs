@@ -17,13 +17,13 @@ use tracing::{Instrument, info_span, warn};
 use crate::controller::{Assignment, Controller};
 use crate::db::TaskDb;
 use crate::error::AgentError;
-use crate::executor::Executor;
+use crate::executors::Executors;
 use crate::reporter::Reporter;
 
 pub(crate) struct Worker {
     node_id: String,
     db: Arc<TaskDb>,
-    executor: Arc<dyn Executor>,
+    executors: Executors,
     reporter: Reporter,
     controllers: HashMap<String, watch::Sender<Assignment>>,
     tasks: JoinSet<()>,
@@ -34,14 +34,14 @@ impl Worker {
     pub(crate) fn new(
         node_id: String,
         db: Arc<TaskDb>,
-        executor: Arc<dyn Executor>,
+        executors: Executors,
         reporter: Reporter,
         cancel: CancellationToken,
     ) -> Self {
         Self {
             node_id,
             db,
-            executor,
+            executors,
             reporter,
             controllers: HashMap::new(),
             tasks: JoinSet::new(),
@@ -150,7 +150,9 @@ impl Worker {
         });
         let controller = Controller {
             task_id: task_id.clone(),
-            executor: Arc::clone(&self.executor),
+            executors: self.executors.clone(),
+            executor: None,
+            recorded: false,
             db: Arc::clone(&self.db),
             reporter: self.reporter.clone(),
             assignment: receiver,

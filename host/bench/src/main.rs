@@ -4,12 +4,16 @@
 //! Workloads: `scheduler` (SwarmKit's scheduler benchmark through the manager's scheduler
 //! driver, wasm plugin or native placement code, one child process per row for its peak memory),
 //! `raft-writes` (store batches through one raft node), `startup` (`swarmd` until its node is
-//! READY) and `replicas` (`swarmd` until a service's replicas run, then their removal).
+//! READY), `replicas` (`swarmd` until a service's replicas run, then their removal),
+//! `docker-replicas` (a container service's replicas against `docker run` in a loop) and
+//! `plugin-calls` (the cost of a plugin call against the same work done natively).
 //!
 //! Every child process (row processes, `swarmd`, the tasks `swarmd` starts) is killed on every
 //! exit path, including SIGINT and SIGTERM (not SIGKILL, which cannot be caught).
 
+mod docker_replicas;
 mod native;
+mod plugin_calls;
 mod raft_writes;
 mod replicas;
 mod report;
@@ -51,6 +55,11 @@ enum Command {
     Startup(startup::StartupArgs),
     /// Time until a service's replicas run on one swarmd, then their removal.
     Replicas(replicas::ReplicasArgs),
+    /// Time until a container service's replicas run, against `docker run` in a shell loop.
+    DockerReplicas(docker_replicas::DockerReplicasArgs),
+    /// What crossing into a wasm plugin costs: loading, each executor operation and a scheduler
+    /// batch, against the same work done natively.
+    PluginCalls(plugin_calls::PluginCallsArgs),
     /// One scheduler row, measured in this process (used by `scheduler`).
     #[command(hide = true)]
     SchedulerRow(scheduler::RowArgs),
@@ -90,6 +99,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::RaftWrites(args) => raft_writes::run(args, &mut output).await,
                 Command::Startup(args) => startup::run(args, &mut output).await,
                 Command::Replicas(args) => replicas::run(args, &mut output).await,
+                Command::DockerReplicas(args) => docker_replicas::run(args, &mut output).await,
+                Command::PluginCalls(args) => plugin_calls::run(args, &mut output).await,
                 Command::SchedulerRow(_) => Ok(()),
             }
         };

@@ -81,6 +81,7 @@ fn service(name: String) -> Service {
                 placement: Default::default(),
                 force_update: 0,
             },
+            executor: String::new(),
             mode: ServiceMode::Replicated { replicas: 1 },
         },
         spec_version: 1,

@@ -58,6 +58,7 @@ fn spec(replicas: u64, command: &str) -> ServiceSpec {
             placement: Default::default(),
             force_update: 0,
         },
+        executor: String::new(),
         mode: ServiceMode::Replicated { replicas },
     }
 }

@@ -355,6 +355,7 @@ fn bench_node(i: usize, now: Timestamp) -> Node {
             desired_role: NodeRole::Worker,
             membership: Membership::Accepted,
             availability: Availability::Active,
+            executor: String::new(),
         },
         role: NodeRole::Worker,
         description: Some(NodeDescription {
@@ -411,6 +412,7 @@ fn bench_service(replicas: usize, now: Timestamp) -> Service {
                 placement: Default::default(),
                 force_update: 0,
             },
+            executor: String::new(),
             mode: ServiceMode::Replicated {
                 replicas: replicas as u64,
             },
@@ -443,6 +445,7 @@ fn build_placer(kind: PlacerKind, dir: &Path) -> anyhow::Result<Box<dyn Placer>>
                 tasks_dir: dir.join("tasks"),
                 call_deadline: PLUGIN_CALL_DEADLINE,
                 memory_limit_bytes: PLUGIN_MEMORY_LIMIT,
+                engine_addr: None,
             })
             .context("starting the plugin host")?;
             let plugin = host

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
+use swarm_plugin_host::PluginHost;
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, ObjectKind, StoreRead as _};
 use swarm_types::{
-    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, Service, ServiceMode,
-    ServiceSpec, Task, TaskState, Timestamp, new_id,
+    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, PluginKind, Service,
+    ServiceMode, ServiceSpec, Task, TaskState, Timestamp, new_id,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -15,6 +16,7 @@ use tracing::instrument;
 use crate::commit::{Committer, commit_with};
 use crate::dispatcher::Dispatcher;
 use crate::error::{ManagerError, Result};
+use crate::plugins::{self, Registry};
 
 /// Default size of the log tail `GetTaskLogs` returns.
 const DEFAULT_LOG_TAIL: u64 = 64 * 1024;
@@ -25,6 +27,7 @@ pub struct ControlService {
     store: Arc<MemoryStore>,
     committer: Arc<dyn Committer>,
     dispatcher: Arc<Dispatcher>,
+    plugin_host: Option<PluginHost>,
 }
 
 impl ControlService {
@@ -37,6 +40,22 @@ impl ControlService {
             store,
             committer,
             dispatcher,
+            plugin_host: None,
+        }
+    }
+
+    /// The plugin host that validates components before `InstallPlugin` proposes them; without
+    /// one, installs are refused.
+    pub fn with_plugin_host(mut self, host: PluginHost) -> Self {
+        self.plugin_host = Some(host);
+        self
+    }
+
+    fn registry(&self) -> Registry {
+        Registry {
+            store: self.store.clone(),
+            committer: self.committer.clone(),
+            host: self.plugin_host.clone(),
         }
     }
 
@@ -81,6 +100,12 @@ impl ControlService {
                     existing.id
                 )));
             }
+            plugins::check_ref(
+                tx,
+                "spec.executor",
+                &service.spec.executor,
+                PluginKind::Executor,
+            )?;
             tx.create(service)?;
             Ok(())
         })
@@ -121,9 +146,14 @@ impl ControlService {
         if updated.spec.task != spec.task {
             updated.spec_version += 1;
         }
+        let executor_changed = spec.executor != current.spec.executor;
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
+            if executor_changed {
+                let executor = &updated.spec.executor;
+                plugins::check_ref(tx, "spec.executor", executor, PluginKind::Executor)?;
+            }
             Ok(tx.update(updated)?)
         })
         .await?;
@@ -163,10 +193,15 @@ impl ControlService {
                     .into(),
             ));
         }
+        let executor_changed = spec.executor != current.spec.executor;
         let mut updated = current;
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
+            if executor_changed {
+                let executor = &updated.spec.executor;
+                plugins::check_ref(tx, "spec.executor", executor, PluginKind::Executor)?;
+            }
             Ok(tx.update(updated)?)
         })
         .await?;
@@ -216,13 +251,27 @@ impl ControlService {
                 "spec.annotations.name: renaming the cluster is not supported".into(),
             ));
         }
+        let scheduler_changed = spec.scheduler != current.spec.scheduler;
+        let scheduler = spec.scheduler.clone();
         let mut updated = current;
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
+            if scheduler_changed {
+                let scheduler = &updated.spec.scheduler;
+                plugins::check_ref(tx, "spec.scheduler", scheduler, PluginKind::Scheduler)?;
+            }
             Ok(tx.update(updated)?)
         })
         .await?;
+        if scheduler_changed {
+            let scheduler = if scheduler.is_empty() {
+                "the embedded default"
+            } else {
+                &scheduler
+            };
+            tracing::info!(cluster_id = %id, scheduler, "cluster scheduler changed");
+        }
         self.get("cluster", id, |tx| {
             tx.clusters().find(|c| c.id == id).map(|c| (**c).clone())
         })
@@ -555,5 +604,54 @@ impl pb::control_server::Control for ControlService {
         Ok(Response::new(pb::UpdateClusterResponse {
             cluster: Some(cluster.into()),
         }))
+    }
+
+    #[instrument(skip_all, fields(name = ?request.get_ref().spec.as_ref().and_then(|s| s.annotations.as_ref()).map(|a| &a.name), size = request.get_ref().component.len()), err)]
+    async fn install_plugin(
+        &self,
+        request: Request<pb::InstallPluginRequest>,
+    ) -> RpcResult<pb::InstallPluginResponse> {
+        let r = request.into_inner();
+        let plugin = self.registry().install(r.spec, r.component).await?;
+        Ok(Response::new(pb::InstallPluginResponse {
+            plugin: Some(plugin.into()),
+        }))
+    }
+
+    async fn list_plugins(
+        &self,
+        request: Request<pb::ListPluginsRequest>,
+    ) -> RpcResult<pb::ListPluginsResponse> {
+        let r = request.into_inner();
+        let plugins = self
+            .registry()
+            .list(r.filters.unwrap_or_default(), r.include_component)?;
+        Ok(Response::new(pb::ListPluginsResponse {
+            plugins: plugins.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_plugin(
+        &self,
+        request: Request<pb::GetPluginRequest>,
+    ) -> RpcResult<pb::GetPluginResponse> {
+        let r = request.into_inner();
+        let plugin = self
+            .registry()
+            .get(Some(&r.plugin_id), Some(&r.name), r.include_component)?;
+        Ok(Response::new(pb::GetPluginResponse {
+            plugin: Some(plugin.into()),
+        }))
+    }
+
+    #[instrument(skip_all, fields(plugin_id = %request.get_ref().plugin_id), err)]
+    async fn remove_plugin(
+        &self,
+        request: Request<pb::RemovePluginRequest>,
+    ) -> RpcResult<pb::RemovePluginResponse> {
+        self.registry()
+            .remove(&request.into_inner().plugin_id)
+            .await?;
+        Ok(Response::new(pb::RemovePluginResponse {}))
     }
 }

@@ -10,7 +10,7 @@
 //! lives until its heartbeats stop (a broken stream alone does not end it, so a short blip
 //! does not mark the node down), it is replaced by a new registration, or the dispatcher stops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use parking_lot::Mutex;
 use swarm_proto::{duration_to_pb, pb};
-use swarm_store::{Change, MemoryStore, StoreRead as _};
+use swarm_store::{Change, MemoryStore, StoreRead};
 use swarm_types::{
-    ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState,
-    NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
+    BUILTIN_EXECUTORS, ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec,
+    NodeState, NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -450,6 +450,35 @@ impl DispatcherService {
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = std::result::Result<T, Status>> + Send + 'static>>;
 
+/// The installed executor plugins `tasks` run on that are not in `sent` yet (which they join).
+/// Built-in executors and names no longer installed are skipped: the agent reports the task's
+/// failure with the reason.
+fn plugins_for<'a>(
+    tx: &impl StoreRead,
+    tasks: impl Iterator<Item = &'a Task>,
+    sent: &mut HashSet<String>,
+) -> Vec<pb::PluginComponent> {
+    let mut plugins = Vec::new();
+    for task in tasks {
+        if task.executor.is_empty() || BUILTIN_EXECUTORS.contains(&task.executor.as_str()) {
+            continue;
+        }
+        let Some(plugin) = tx.plugin_by_name(&task.executor) else {
+            continue;
+        };
+        if plugin.component.is_empty() || !sent.insert(plugin.digest.clone()) {
+            continue;
+        }
+        plugins.push(pb::PluginComponent {
+            name: plugin.name().to_string(),
+            digest: plugin.digest.clone(),
+            capabilities: plugin.spec.capabilities.clone(),
+            component: plugin.component.as_bytes().to_vec(),
+        });
+    }
+    plugins
+}
+
 fn assignment_change(task: &Task, action: pb::assignment_change::Action) -> pb::AssignmentChange {
     pb::AssignmentChange {
         task: Some(task.clone().into()),
@@ -630,6 +659,12 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     .collect(),
             )
         });
+        // Installed executors the agent has been sent on this stream, by digest.
+        let mut sent_plugins: HashSet<String> = HashSet::new();
+        let initial_plugins = self
+            .inner
+            .store
+            .view(|tx| plugins_for(tx, initial.iter(), &mut sent_plugins));
         // What the agent has been sent: task id -> (desired state, spec version).
         let mut sent: HashMap<String, (TaskState, u64)> = initial
             .iter()
@@ -643,7 +678,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 .iter()
                 .map(|t| assignment_change(t, pb::assignment_change::Action::Update))
                 .collect(),
+            plugins: initial_plugins,
         };
+        let store = self.inner.store.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             if tx.send(Ok(complete)).await.is_err() {
@@ -673,6 +710,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     continue;
                 }
                 let mut out = Vec::new();
+                let mut updated: Vec<&Task> = Vec::new();
                 for change in changeset.tasks() {
                     match change {
                         Change::Deleted(old) => {
@@ -688,6 +726,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                                 let key = (t.desired_state, t.spec_version);
                                 if sent.get(&t.id) != Some(&key) {
                                     sent.insert(t.id.clone(), key);
+                                    updated.push(t);
                                     out.push(assignment_change(
                                         t,
                                         pb::assignment_change::Action::Update,
@@ -705,11 +744,17 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 if out.is_empty() {
                     continue;
                 }
+                let plugins = if updated.iter().any(|t| !t.executor.is_empty()) {
+                    store.view(|tx| plugins_for(tx, updated.into_iter(), &mut sent_plugins))
+                } else {
+                    Vec::new()
+                };
                 let msg = pb::AssignmentsMessage {
                     r#type: pb::assignments_message::Type::Incremental as i32,
                     applies_to: last.to_string(),
                     results_in: changeset.index.to_string(),
                     changes: out,
+                    plugins,
                 };
                 last = changeset.index;
                 if tx.send(Ok(msg)).await.is_err() {

@@ -13,6 +13,7 @@ mod control;
 mod dispatcher;
 mod error;
 mod orchestrator;
+pub mod plugins;
 pub mod scheduler;
 mod watch;
 
@@ -40,6 +41,11 @@ pub use scheduler::{Placer, SchedulerDriver};
 /// How long a starting manager waits for its raft node to lead.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Largest control request the manager decodes: well above a plugin's limit
+/// ([`swarm_types::MAX_PLUGIN_BYTES`]), so an oversize `InstallPlugin` reaches the handler and
+/// is refused with its size and the limit named, rather than by the transport.
+pub const MAX_CONTROL_MESSAGE_BYTES: usize = 64 << 20;
+
 /// How a manager runs. Built and validated by the node.
 pub struct ManagerConfig {
     /// This node's id (its node object gets the manager role).
@@ -55,11 +61,15 @@ pub struct ManagerConfig {
     pub raft_tick: Duration,
     pub heartbeat_tick: u64,
     pub election_tick: u64,
+    /// Validates plugins before they are installed and loads the installed scheduler the
+    /// cluster names.
+    pub plugin_host: swarm_plugin_host::PluginHost,
 }
 
 /// A running manager.
 pub struct Manager {
     store: Arc<MemoryStore>,
+    active_scheduler: tokio::sync::watch::Receiver<String>,
     raft: RaftNode,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
@@ -98,14 +108,18 @@ impl Manager {
                 advertise_addr: config.advertise_addr.clone(),
             },
         ));
-        let control = ControlService::new(store.clone(), committer.clone(), dispatcher.clone());
+        let control = ControlService::new(store.clone(), committer.clone(), dispatcher.clone())
+            .with_plugin_host(config.plugin_host.clone());
 
         let mut tasks = JoinSet::new();
         let socket = bind_control_socket(&config.control_socket)?;
         let shutdown = cancel.clone();
         tasks.spawn(async move {
             let result = tonic::transport::Server::builder()
-                .add_service(pb::control_server::ControlServer::new(control))
+                .add_service(
+                    pb::control_server::ControlServer::new(control)
+                        .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
+                )
                 .serve_with_incoming_shutdown(UnixListenerStream::new(socket), shutdown.cancelled())
                 .await;
             if let Err(e) = result {
@@ -128,13 +142,14 @@ impl Manager {
         });
         tasks.spawn(dispatcher.run_liveness(cancel.clone()));
         tasks.spawn(Orchestrator::new(store.clone(), committer.clone()).run(cancel.clone()));
-        tasks.spawn(
-            SchedulerDriver::new(store.clone(), committer.clone(), Box::new(scheduler))
-                .run(cancel.clone()),
-        );
+        let driver = SchedulerDriver::new(store.clone(), committer.clone(), Box::new(scheduler))
+            .with_plugin_host(config.plugin_host.clone());
+        let active_scheduler = driver.active_scheduler();
+        tasks.spawn(driver.run(cancel.clone()));
         info!(socket = %config.control_socket.display(), remote = %config.advertise_addr, "manager ready");
         Ok(Self {
             store,
+            active_scheduler,
             raft,
             tasks,
             cancel,
@@ -144,6 +159,12 @@ impl Manager {
     /// The manager's store (read-only use: every change goes through raft).
     pub fn store(&self) -> &Arc<MemoryStore> {
         &self.store
+    }
+
+    /// The scheduler placing tasks: an installed plugin's name, or empty for the embedded
+    /// default. Follows `cluster update --scheduler`.
+    pub fn active_scheduler(&self) -> String {
+        self.active_scheduler.borrow().clone()
     }
 
     /// Stop the servers and loops, then raft.

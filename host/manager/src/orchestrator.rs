@@ -581,6 +581,7 @@ fn new_task(service: &Service, key: &SlotKey, now: Timestamp, desired_state: Tas
         node_id,
         spec: service.spec.task.clone(),
         spec_version: service.spec_version,
+        executor: service.spec.executor.clone(),
         desired_state,
         status: TaskStatus {
             state: TaskState::Pending,

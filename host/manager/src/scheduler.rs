@@ -3,6 +3,12 @@
 //! them in one call, and commits the placements in one proposal per batch. Tasks that cannot be
 //! placed stay PENDING with the plugin's reason, and are tried again whenever a node or the
 //! resources on one change.
+//!
+//! The cluster's `spec.scheduler` names an installed scheduler plugin (empty: the embedded
+//! default given at start). When it changes, the driver loads that plugin's component from the
+//! store and places with it from the next pass, after sending it the whole node set; if the
+//! plugin cannot be loaded or fails to take the node set, the current scheduler stays and the
+//! failure is logged.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -11,7 +17,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use swarm_plugin_host as ph;
 use swarm_store::{Action, Batch, Change, MemoryStore, Object, StoreRead};
-use swarm_types::{Availability, Node, NodeRole, NodeState, Task, TaskState, Timestamp};
+use swarm_types::{
+    Availability, Node, NodeRole, NodeState, PluginKind, Task, TaskState, Timestamp,
+};
+use tokio::sync::watch as report;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -38,6 +47,10 @@ pub trait Placer: Send {
         &mut self,
         groups: Vec<ph::TaskGroup>,
     ) -> BoxFuture<'_, Result<Vec<ph::GroupResult>>>;
+    /// The plugin's failure budget, for placers that are plugins.
+    fn health(&self) -> Option<ph::PluginHealth> {
+        None
+    }
 }
 
 fn plugin_error(e: ph::PluginError) -> ManagerError {
@@ -66,6 +79,10 @@ impl Placer for ph::SchedulerPlugin {
                 .await
                 .map_err(plugin_error)
         })
+    }
+
+    fn health(&self) -> Option<ph::PluginHealth> {
+        Some(ph::SchedulerPlugin::health(self))
     }
 }
 
@@ -147,8 +164,9 @@ pub fn node_info(tx: &impl StoreRead, node: &Node, now: Timestamp) -> ph::NodeIn
     }
 }
 
-/// The placement request for one group of identical tasks.
-fn placement(task: &Task) -> ph::Placement {
+/// The placement request for one group of identical tasks; `runtime` replaces the task's runtime
+/// filter when the task runs on an installed executor (empty: any node).
+fn placement(task: &Task, runtime: Option<&String>) -> ph::Placement {
     let spec = &task.spec;
     let mut constraints = spec.placement.constraints.clone();
     if !task.node_id.is_empty() {
@@ -156,7 +174,7 @@ fn placement(task: &Task) -> ph::Placement {
         constraints.push(format!("node.id=={}", task.node_id));
     }
     ph::Placement {
-        runtime: spec.runtime.kind().to_string(),
+        runtime: runtime.map_or_else(|| spec.runtime.kind().to_string(), Clone::clone),
         reservations: ph::Resources {
             nano_cpus: spec.resources.reservations.nano_cpus,
             memory_bytes: spec.resources.reservations.memory_bytes,
@@ -176,11 +194,45 @@ fn placement(task: &Task) -> ph::Placement {
     }
 }
 
+/// The node's `spec.executor` for a task that names none, when it runs the task's runtime;
+/// else empty (the agent chooses by runtime).
+fn node_executor(tx: &impl StoreRead, node_id: &str, task: &Task) -> String {
+    let Some(node) = tx.node(node_id) else {
+        return String::new();
+    };
+    let name = &node.spec.executor;
+    let runtime = task.spec.runtime.kind();
+    let runs = match name.as_str() {
+        "" => false,
+        "default" => matches!(runtime, "process" | "wasi"),
+        "docker" => runtime == "container",
+        _ => tx
+            .plugin_by_name(name)
+            .is_some_and(|plugin| plugin.runtimes.iter().any(|r| r == runtime)),
+    };
+    if runs { name.clone() } else { String::new() }
+}
+
 /// Statistics of one scheduling pass, for logs and benchmarks.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PassStats {
     pub assigned: usize,
     pub unplaced: usize,
+}
+
+/// What the driver needs to switch to the scheduler plugins the cluster names.
+struct Switcher {
+    host: ph::PluginHost,
+    /// The embedded default scheduler while an installed one places, with the nodes it knows.
+    parked: Option<(Box<dyn Placer>, HashSet<String>)>,
+    /// The plugin the cluster names (empty: the embedded default).
+    wanted: String,
+    /// The plugin placing now, as the cluster named it (empty: the embedded default).
+    active: String,
+    /// A plugin name that failed to load; not tried again until it or the cluster changes.
+    failed: Option<String>,
+    /// Tells watchers which scheduler places (the plugin's name; empty: the embedded default).
+    report: report::Sender<String>,
 }
 
 /// The driver. Runs on the leader.
@@ -193,6 +245,7 @@ pub struct SchedulerDriver {
     pending: BTreeSet<String>,
     /// Something changed since the last pass that may let an unplaced task fit.
     retry: bool,
+    switcher: Option<Switcher>,
 }
 
 impl SchedulerDriver {
@@ -209,6 +262,31 @@ impl SchedulerDriver {
             dirty_nodes: HashSet::new(),
             pending: BTreeSet::new(),
             retry: true,
+            switcher: None,
+        }
+    }
+
+    /// Follow the cluster's `spec.scheduler`: load installed scheduler plugins through `host`.
+    /// Without this the driver always places with the placer it was built with.
+    pub fn with_plugin_host(mut self, host: ph::PluginHost) -> Self {
+        let (report, _) = report::channel(String::new());
+        self.switcher = Some(Switcher {
+            host,
+            parked: None,
+            wanted: String::new(),
+            active: String::new(),
+            failed: None,
+            report,
+        });
+        self
+    }
+
+    /// Which scheduler places: the installed plugin's name, or empty for the embedded default.
+    /// Follows every switch (always empty without [`with_plugin_host`](Self::with_plugin_host)).
+    pub fn active_scheduler(&self) -> report::Receiver<String> {
+        match &self.switcher {
+            Some(s) => s.report.subscribe(),
+            None => report::channel(String::new()).1,
         }
     }
 
@@ -220,6 +298,9 @@ impl SchedulerDriver {
         loop {
             if let Err(e) = self.tick().await {
                 warn!(error = %e, retry_in = ?backoff, "scheduling pass failed");
+                if let Some(health) = self.placer.health().filter(|h| h.quarantined) {
+                    self.quarantine_active(health).await;
+                }
                 // Re-read everything: the plugin's view may be off after a failed commit.
                 self.resync();
                 tokio::select! {
@@ -253,6 +334,10 @@ impl SchedulerDriver {
                 .filter(|t| is_pending(t))
                 .map(|t| t.id.clone())
                 .collect();
+            if let Some(switcher) = self.switcher.as_mut() {
+                let wanted = tx.cluster().map(|c| c.spec.scheduler.clone());
+                switcher.want(wanted.unwrap_or_default());
+            }
         });
         self.retry = true;
     }
@@ -265,6 +350,23 @@ impl SchedulerDriver {
         };
         for change in changes.nodes() {
             self.dirty_nodes.insert(change.latest().id.clone());
+        }
+        if let Some(switcher) = self.switcher.as_mut() {
+            for change in changes.clusters() {
+                if let Some(cluster) = change.after() {
+                    switcher.want(cluster.spec.scheduler.clone());
+                }
+            }
+            for change in changes.plugins() {
+                // A plugin that failed to load may load now that it changed.
+                if switcher
+                    .failed
+                    .as_deref()
+                    .is_some_and(|name| name.eq_ignore_ascii_case(change.latest().name()))
+                {
+                    switcher.failed = None;
+                }
+            }
         }
         for change in changes.tasks() {
             let (old, new) = (change.before(), change.after());
@@ -293,8 +395,12 @@ impl SchedulerDriver {
         }
     }
 
-    /// Send node changes to the plugin, then place pending tasks if anything could have changed.
+    /// Switch scheduler if the cluster names another, send node changes to the plugin, then
+    /// place pending tasks if anything could have changed.
     pub async fn tick(&mut self) -> Result<PassStats> {
+        if self.switcher.as_ref().is_some_and(Switcher::due) {
+            self.switch().await;
+        }
         if !self.dirty_nodes.is_empty() {
             let dirty: Vec<String> = self.dirty_nodes.drain().collect();
             self.send_nodes(dirty).await?;
@@ -332,13 +438,31 @@ impl SchedulerDriver {
 
     async fn schedule_pending(&mut self) -> Result<PassStats> {
         // The pending tasks as they are now (shared, not copied).
-        let tasks: Vec<Arc<Task>> = self.store.view(|tx| {
-            self.pending
+        let (tasks, runtimes): (Vec<Arc<Task>>, HashMap<String, String>) = self.store.view(|tx| {
+            let tasks: Vec<Arc<Task>> = self
+                .pending
                 .iter()
                 .filter_map(|id| tx.task(id))
                 .filter(|t| is_pending(t))
                 .cloned()
-                .collect()
+                .collect();
+            // Where tasks on an installed executor may go: it reaches every node with its
+            // assignments, so any node, unless it drives containers (nodes with an engine).
+            let mut runtimes = HashMap::new();
+            for t in &tasks {
+                if t.executor.is_empty() || runtimes.contains_key(&t.executor) {
+                    continue;
+                }
+                if let Some(plugin) = tx.plugin_by_name(&t.executor) {
+                    let runtime = if plugin.imports.iter().any(|i| i == "docker") {
+                        "container"
+                    } else {
+                        ""
+                    };
+                    runtimes.insert(t.executor.clone(), runtime.to_string());
+                }
+            }
+            (tasks, runtimes)
         });
         // What the placer is asked to place, by task id.
         let asked: HashMap<&str, &Arc<Task>> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
@@ -350,7 +474,7 @@ impl SchedulerDriver {
                 .or_insert_with(|| ph::TaskGroup {
                     service_id: t.service_id.clone(),
                     task_ids: Vec::new(),
-                    placement: placement(t),
+                    placement: placement(t, runtimes.get(&t.executor)),
                 })
                 .task_ids
                 .push(t.id.clone());
@@ -396,6 +520,9 @@ impl SchedulerDriver {
                     }
                     let mut task = Task::clone(task);
                     task.node_id = node_id.clone();
+                    if task.executor.is_empty() {
+                        task.executor = node_executor(tx, node_id, &task);
+                    }
                     task.status.state = TaskState::Assigned;
                     task.status.timestamp = now;
                     task.status.message = "scheduler assigned task to node".to_string();
@@ -476,4 +603,169 @@ impl SchedulerDriver {
     pub fn pending_count(&self) -> usize {
         self.pending.len()
     }
+
+    /// Place with the scheduler the cluster names from now on, or keep the current one (and
+    /// log why) if the named one cannot be loaded or fails to take the node set. The incoming
+    /// placer is sent every node before it places anything.
+    async fn switch(&mut self) {
+        let Some(switcher) = self.switcher.as_mut() else {
+            return;
+        };
+        let wanted = switcher.wanted.clone();
+        let current = match switcher.active.as_str() {
+            "" => "the embedded default".to_string(),
+            name => name.to_string(),
+        };
+        // The incoming placer and the nodes it was told of before.
+        let (mut incoming, known): (Box<dyn Placer>, HashSet<String>) = if wanted.is_empty() {
+            match switcher.parked.take() {
+                Some(parked) => parked,
+                None => {
+                    // Nothing was switched away from.
+                    switcher.active.clear();
+                    return;
+                }
+            }
+        } else {
+            let plugin = self.store.view(|tx| tx.plugin_by_name(&wanted).cloned());
+            let loaded = match plugin {
+                None => Err(format!("no plugin named {wanted:?} is installed")),
+                Some(p) if p.spec.kind != PluginKind::Scheduler => Err(format!(
+                    "plugin {wanted:?} is of kind {}, not scheduler",
+                    p.spec.kind
+                )),
+                Some(p) if p.status.quarantined => Err(format!(
+                    "plugin {wanted:?} is quarantined: {}",
+                    p.status.message
+                )),
+                Some(p) => {
+                    let host = switcher.host.clone();
+                    load_scheduler(host, p.name().to_string(), p.component.clone()).await
+                }
+            };
+            match loaded {
+                Ok(placer) => (Box::new(placer), HashSet::new()),
+                Err(error) => {
+                    warn!(scheduler = %wanted, %error, "cannot switch to the scheduler the cluster names; {current} keeps placing");
+                    switcher.failed = Some(wanted);
+                    return;
+                }
+            }
+        };
+        // The whole node set, and the removal of the nodes it knew that are gone.
+        let now = Timestamp::now();
+        let (upserts, removals) = self.store.view(|tx| {
+            let upserts: Vec<ph::NodeInfo> = tx.nodes().map(|n| node_info(tx, n, now)).collect();
+            let removals: Vec<String> = known
+                .iter()
+                .filter(|id| tx.node(id).is_none())
+                .cloned()
+                .collect();
+            (upserts, removals)
+        });
+        let ids: HashSet<String> = upserts.iter().map(|n| n.id.clone()).collect();
+        if let Err(error) = incoming.update_nodes(upserts, removals).await {
+            warn!(scheduler = %wanted, %error, "the scheduler the cluster names failed to take the node set; {current} keeps placing");
+            if wanted.is_empty() {
+                switcher.parked = Some((incoming, known));
+            }
+            switcher.failed = Some(wanted);
+            return;
+        }
+        let outgoing = std::mem::replace(&mut self.placer, incoming);
+        let outgoing_known = std::mem::replace(&mut self.known_nodes, ids);
+        if switcher.active.is_empty() {
+            // The embedded default waits, with what it knows, until the cluster names it again.
+            switcher.parked = Some((outgoing, outgoing_known));
+        }
+        match wanted.as_str() {
+            "" => {
+                info!(from = %current, "scheduler switched back to the embedded default; it places from the next pass")
+            }
+            name => {
+                info!(scheduler = %name, from = %current, "scheduler switched to an installed plugin; it places from the next pass")
+            }
+        }
+        switcher.active = wanted.clone();
+        switcher.failed = None;
+        switcher.report.send_replace(wanted);
+        self.retry = true;
+    }
+}
+
+impl SchedulerDriver {
+    /// The installed scheduler placing now was quarantined by its failure budget: record it on
+    /// the plugin (`plugin inspect` shows it) and go back to the embedded default, which places
+    /// until an operator names a scheduler again.
+    async fn quarantine_active(&mut self, health: ph::PluginHealth) {
+        let Some(switcher) = self.switcher.as_mut() else {
+            return;
+        };
+        let name = std::mem::take(&mut switcher.active);
+        if name.is_empty() {
+            return;
+        }
+        let message = format!(
+            "quarantined by the manager's scheduler driver after {} failures: {}",
+            health.recent_failures,
+            health.last_error.clone().unwrap_or_default()
+        );
+        tracing::error!(event = "plugin_quarantined", plugin = %name, %message, "the embedded default scheduler places from now on");
+        if let Some((parked, known)) = switcher.parked.take() {
+            self.placer = parked;
+            self.known_nodes = known;
+        }
+        switcher.failed = Some(name.clone());
+        switcher.report.send_replace(String::new());
+        self.store
+            .view(|tx| self.dirty_nodes.extend(tx.nodes().map(|n| n.id.clone())));
+        self.retry = true;
+        let now = Timestamp::now();
+        let action = self.store.view(|tx| {
+            tx.plugin_by_name(&name).map(|plugin| {
+                let mut plugin = swarm_types::Plugin::clone(plugin);
+                // No bytes: the store keeps the component it has.
+                plugin.component = Default::default();
+                plugin.status = swarm_types::PluginStatus {
+                    quarantined: true,
+                    failures: health.recent_failures,
+                    message: message.clone(),
+                    updated_at: now,
+                };
+                plugin.meta.updated_at = now;
+                Action::Update(Object::Plugin(plugin))
+            })
+        });
+        if let Some(action) = action
+            && let Err(error) = self.committer.commit(Batch::new(vec![action])).await
+        {
+            warn!(plugin = %name, %error, "cannot record the plugin's quarantine");
+        }
+    }
+}
+
+impl Switcher {
+    fn want(&mut self, scheduler: String) {
+        if scheduler != self.wanted {
+            self.wanted = scheduler;
+            self.failed = None;
+        }
+    }
+
+    /// Whether the cluster names another scheduler than the one placing, worth trying.
+    fn due(&self) -> bool {
+        self.wanted != self.active && self.failed.as_deref() != Some(self.wanted.as_str())
+    }
+}
+
+/// Compile (or find in the cache) an installed scheduler plugin, off the runtime's workers.
+async fn load_scheduler(
+    host: ph::PluginHost,
+    name: String,
+    component: swarm_types::ComponentBytes,
+) -> std::result::Result<ph::SchedulerPlugin, String> {
+    tokio::task::spawn_blocking(move || host.load_scheduler(&name, &component))
+        .await
+        .map_err(|e| format!("loading the plugin: {e}"))?
+        .map_err(|e| e.to_string())
 }

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     pub heartbeat_tick: u64,
     pub election_tick: u64,
     pub executor: ExecutorChoice,
+    /// The container engine to probe at start (`unix:///var/run/docker.sock`, `tcp://host:port`):
+    /// when it answers, the embedded docker executor becomes the node's default.
+    pub engine_addr: String,
 }
 
 impl NodeConfig {
@@ -82,6 +85,16 @@ impl NodeConfig {
                 self.heartbeat_tick
             )));
         }
+        let engine = &self.engine_addr;
+        if !(engine.starts_with("unix://")
+            || engine.starts_with("tcp://")
+            || engine.starts_with("http://"))
+        {
+            return Err(NodeError::Config(format!(
+                "--engine-addr: {engine:?}: use unix:///path/to/docker.sock, tcp://host:port or \
+                 http://host:port"
+            )));
+        }
         if self.control_socket.as_os_str().len() > 100 {
             return Err(NodeError::Config(format!(
                 "--listen-control-api: {} is too long for a unix socket path (at most 100 bytes)",
@@ -100,5 +113,40 @@ impl NodeConfig {
             return format!("127.0.0.1:{}", bound.port());
         }
         bound.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(engine_addr: &str) -> NodeConfig {
+        NodeConfig {
+            state_dir: PathBuf::from("/tmp/state"),
+            hostname: "node-1".into(),
+            control_socket: PathBuf::from("/tmp/state/swarmd.sock"),
+            listen_remote_api: "127.0.0.1:0".parse().expect("addr"),
+            advertise_remote_api: None,
+            raft_tick: Duration::from_millis(100),
+            heartbeat_tick: 1,
+            election_tick: 10,
+            executor: ExecutorChoice::Embedded("default".into()),
+            engine_addr: engine_addr.into(),
+        }
+    }
+
+    #[test]
+    fn engine_addresses_need_a_known_scheme() {
+        for good in [
+            crate::DEFAULT_ENGINE_ADDR,
+            "tcp://127.0.0.1:2375",
+            "http://docker:2375",
+        ] {
+            assert!(config(good).validate().is_ok(), "{good}");
+        }
+        for bad in ["/var/run/docker.sock", "ssh://host", ""] {
+            let error = config(bad).validate().expect_err(bad).to_string();
+            assert!(error.starts_with("--engine-addr:"), "{error}");
+        }
     }
 }

@@ -28,6 +28,10 @@ pub use state_dir::StateDir;
 const PLUGIN_CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// Linear memory one plugin instance may use.
 const PLUGIN_MEMORY_LIMIT: usize = 512 << 20;
+/// How long the node waits for the container engine to answer at start.
+const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub use swarm_plugin_host::DEFAULT_ENGINE_ADDR;
 
 /// Why a node could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -58,12 +62,14 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
     let state = StateDir::open(&config.state_dir)?;
     let node_id = state.node_id()?;
     info!(%node_id, state_dir = %config.state_dir.display(), "starting node");
+    let engine = swarm_plugin_host::probe_engine(&config.engine_addr, ENGINE_PROBE_TIMEOUT).await;
 
     let host = PluginHost::new(HostConfig {
         cache_dir: state.path().join("plugins").join("cache"),
         tasks_dir: state.path().join("tasks"),
         call_deadline: PLUGIN_CALL_DEADLINE,
         memory_limit_bytes: PLUGIN_MEMORY_LIMIT,
+        engine_addr: engine.is_ok().then(|| config.engine_addr.clone()),
     })
     .map_err(|source| NodeError::Plugin {
         name: "host".into(),
@@ -77,12 +83,46 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         })?;
     let (executor_name, executor_bytes) = config.executor.component()?;
     let executor = host
-        .load_executor(&executor_name, &executor_bytes)
+        .load_executor(
+            &executor_name,
+            &executor_bytes,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .map_err(|source| NodeError::Plugin {
             name: format!("executor {executor_name}"),
             source,
         })?;
-    info!(executor = %executor_name, "executor loaded");
+    // The docker executor is the default when the engine answers; `--executor` runs the rest.
+    let mut executors = Vec::new();
+    match &engine {
+        Ok(version) => {
+            let docker = host
+                .load_executor(
+                    "docker",
+                    swarm_plugin_artifacts::EXECUTOR_DOCKER,
+                    &[swarm_plugin_host::Capability::Docker],
+                )
+                .map_err(|source| NodeError::Plugin {
+                    name: "executor docker".into(),
+                    source,
+                })?;
+            info!(
+                engine_addr = %config.engine_addr,
+                engine_version = %version,
+                "a container engine answers: executors docker (the default) and {executor_name}"
+            );
+            executors.push(docker);
+        }
+        Err(reason) => info!(
+            engine_addr = %config.engine_addr,
+            %reason,
+            "no container engine answers: executor {executor_name} only"
+        ),
+    }
+    executors.push(executor);
+    let default_executor = executors
+        .first()
+        .map_or(executor_name.clone(), |e| e.name().to_string());
 
     let listener = tokio::net::TcpListener::bind(config.listen_remote_api)
         .await
@@ -106,20 +146,21 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
             raft_tick: config.raft_tick,
             heartbeat_tick: config.heartbeat_tick,
             election_tick: config.election_tick,
+            plugin_host: host.clone(),
         },
         scheduler,
         cancel.child_token(),
     )
     .await?;
 
-    let agent = Agent::with_plugin(
+    let agent = Agent::with_plugins(
         AgentConfig {
             node_id,
             manager_addr: advertise,
             state_dir: state.path().join("agent"),
-            description: describe(&config.hostname, &executor_name),
+            description: describe(&config.hostname, &default_executor),
         },
-        executor,
+        executors,
         host,
     )
     .await?;

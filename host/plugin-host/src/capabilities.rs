@@ -3,23 +3,52 @@
 
 use std::path::{Path, PathBuf};
 
+use tokio::sync::watch;
+
 use crate::bindings::types::ExitStatus;
+use crate::docker::DockerEngine;
 use crate::error::PluginError;
 use crate::process::ProcessTable;
 use crate::wasi_runner::WasiRunner;
 
-/// State behind the `process` and `wasi-runner` capabilities, shared by every instance of every
-/// plugin of one host, keyed by task id.
+/// State behind the `process`, `wasi-runner` and `docker` capabilities, shared by every instance
+/// of every plugin of one host, keyed by task id.
 pub(crate) struct Capabilities {
     pub(crate) processes: ProcessTable,
     pub(crate) wasi: WasiRunner,
+    pub(crate) docker: DockerEngine,
+}
+
+impl Capabilities {
+    /// Resolves when a capability that knows `task_id` sees it end (at once if it has ended);
+    /// never, when no capability knows the task.
+    pub(crate) async fn task_ended(&self, task_id: &str) {
+        let process = self.processes.exit_receiver(task_id);
+        let wasi = self.wasi.exit_receiver(task_id);
+        let docker = self.docker.exit_channel(task_id);
+        tokio::select! {
+            () = ended(process) => {}
+            () = ended(wasi) => {}
+            () = ended(docker) => {}
+        }
+    }
+}
+
+/// Resolves when the channel holds an exit status or its sender is gone; never for `None`.
+async fn ended(receiver: Option<watch::Receiver<Option<ExitStatus>>>) {
+    match receiver {
+        Some(mut receiver) => {
+            let _ = receiver.wait_for(Option::is_some).await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Longest task id accepted.
 const MAX_TASK_ID_LEN: usize = 128;
 
 /// Checks that a task id (guest data) is safe as a single path component.
-pub(crate) fn check_task_id(task_id: &str) -> Result<(), String> {
+pub fn check_task_id(task_id: &str) -> Result<(), String> {
     let valid_chars = task_id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));

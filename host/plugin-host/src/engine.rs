@@ -195,3 +195,8 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> 
     // directory, and its sha256 digest was just checked, so it is not truncated or corrupted.
     unsafe { Component::deserialize(engine, artifact) }
 }
+
+/// The lowercase hex sha256 of `bytes`: a component's digest as the cluster stores it.
+pub(crate) fn digest_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -11,10 +11,14 @@ pub enum PluginError {
     #[error("plugin {plugin:?} does not implement `{expected}`: {detail}")]
     WrongWorld {
         plugin: String,
-        /// The interface the component must export, e.g. `swarm:plugin/executor@0.1.0`.
+        /// The interface the component must export, e.g. `swarm:plugin/executor@0.2.0`.
         expected: &'static str,
         detail: String,
     },
+    #[error("plugin {plugin:?} was built for another version of the plugin API: {detail}")]
+    Version { plugin: String, detail: String },
+    #[error("plugin {plugin:?} is refused: {detail}")]
+    NotGranted { plugin: String, detail: String },
     #[error("plugin {plugin:?} is not a valid component: {detail}")]
     Invalid { plugin: String, detail: String },
     #[error("plugin {plugin:?} trapped: {message}")]
@@ -25,6 +29,15 @@ pub enum PluginError {
     MemoryLimit { plugin: String, limit_bytes: usize },
     #[error("plugin {plugin:?} could not be instantiated: {message}")]
     Instantiate { plugin: String, message: String },
+    #[error(
+        "plugin {plugin:?} is quarantined after {failures} recent failures (last: {last_error}); \
+         reinstall or reload it"
+    )]
+    Quarantined {
+        plugin: String,
+        failures: u32,
+        last_error: String,
+    },
     /// The plugin returned an error (an `executor-error`).
     #[error("plugin {plugin:?}: {message}")]
     Guest { plugin: String, message: String },

@@ -1,5 +1,7 @@
 //! An executor plugin: every call runs in a fresh instance from its `InstancePre`, so calls are
-//! concurrent and independent (a trap or a long `wait` affects only its own call).
+//! concurrent and independent (a trap affects only its own call). Waiting for a task is the
+//! host's job: it holds no instance while the task runs, and calls `inspect` when the capability
+//! running the task reports its end (or every [`INSPECT_INTERVAL`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,12 @@ use wasmtime::Store;
 use crate::HostInner;
 use crate::bindings::executor_world::{ExecutorPlugin as Bindings, ExecutorPluginPre};
 use crate::bindings::types::{ExecutorError, ExecutorInfo, ExitStatus};
+
+/// How often a waited-for task is inspected when no capability reports its end (a task run by
+/// something other than the host capabilities).
+pub const INSPECT_INTERVAL: Duration = Duration::from_secs(2);
 use crate::error::PluginError;
+use crate::health::{Health, PluginHealth};
 use crate::scheduler::instantiate_error;
 use crate::state::{StoreState, begin_call, classify, new_store};
 use crate::{ExecTask, TaskRuntimeState};
@@ -25,6 +32,7 @@ struct Inner {
     host: Arc<HostInner>,
     name: Arc<str>,
     pre: ExecutorPluginPre<StoreState>,
+    health: Health,
 }
 
 impl ExecutorPlugin {
@@ -35,6 +43,7 @@ impl ExecutorPlugin {
     ) -> Self {
         ExecutorPlugin {
             inner: Arc::new(Inner {
+                health: Health::new(host.failure_budget()),
                 host,
                 name: name.into(),
                 pre,
@@ -46,105 +55,139 @@ impl ExecutorPlugin {
         &self.inner.name
     }
 
+    /// Failures counted against the plugin's budget, and whether it is quarantined.
+    pub fn health(&self) -> PluginHealth {
+        self.inner.health.snapshot()
+    }
+
+    /// Refuses the call when the plugin is quarantined, and counts its failure if it fails.
+    async fn guarded<T>(
+        &self,
+        call: impl Future<Output = Result<T, PluginError>>,
+    ) -> Result<T, PluginError> {
+        self.inner.health.admit(&self.inner.name)?;
+        let result = call.await;
+        if let Err(error) = &result {
+            self.inner.health.record(&self.inner.name, error);
+        }
+        result
+    }
+
     pub async fn describe(&self) -> Result<ExecutorInfo, PluginError> {
         let span = self.span("describe", "");
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_describe(&mut store)
                 .await;
             result.map_err(|error| self.failed(&store, &error))
-        }
+        })
         .instrument(span)
         .await
     }
 
     pub async fn prepare(&self, task: &ExecTask) -> Result<(), PluginError> {
         let span = self.span("prepare", &task.id);
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_prepare(&mut store, task)
                 .await;
             self.finish(&store, result)
-        }
+        })
         .instrument(span)
         .await
     }
 
     pub async fn start(&self, task_id: &str) -> Result<(), PluginError> {
         let span = self.span("start", task_id);
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_start(&mut store, task_id)
                 .await;
             self.finish(&store, result)
-        }
+        })
         .instrument(span)
         .await
     }
 
-    /// Returns when the task ends. Time awaiting the task does not count toward the deadline.
+    /// Returns when the task ends: inspects it whenever the capability running it reports a
+    /// change, and at least every [`INSPECT_INTERVAL`]. No instance is held in between.
     pub async fn wait(&self, task_id: &str) -> Result<ExitStatus, PluginError> {
-        let span = self.span("wait", task_id);
-        async {
-            let (mut store, bindings) = self.instantiate().await?;
-            let result = bindings
-                .swarm_plugin_executor()
-                .call_wait(&mut store, task_id)
-                .await;
-            self.finish(&store, result)
+        let capabilities = self.inner.host.capabilities.clone();
+        loop {
+            match self.inspect(task_id).await? {
+                TaskRuntimeState::Exited(status) => return Ok(status),
+                TaskRuntimeState::Running => {}
+                TaskRuntimeState::Prepared => {
+                    return Err(self.guest_error(format!("task {task_id} is not started")));
+                }
+                TaskRuntimeState::Missing => {
+                    return Err(
+                        self.guest_error(format!("task {task_id} is not known to the executor"))
+                    );
+                }
+            }
+            tokio::select! {
+                () = capabilities.task_ended(task_id) => {}
+                () = tokio::time::sleep(INSPECT_INTERVAL) => {}
+            }
         }
-        .instrument(span)
-        .await
     }
 
     /// Asks the task to stop and kills it after `timeout`.
     pub async fn shutdown(&self, task_id: &str, timeout: Duration) -> Result<(), PluginError> {
         let span = self.span("shutdown", task_id);
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_shutdown(&mut store, task_id, timeout_ms)
                 .await;
             self.finish(&store, result)
-        }
+        })
         .instrument(span)
         .await
     }
 
     pub async fn remove(&self, task_id: &str) -> Result<(), PluginError> {
         let span = self.span("remove", task_id);
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_remove(&mut store, task_id)
                 .await;
             self.finish(&store, result)
-        }
+        })
         .instrument(span)
         .await
     }
 
     pub async fn inspect(&self, task_id: &str) -> Result<TaskRuntimeState, PluginError> {
         let span = self.span("inspect", task_id);
-        async {
+        self.guarded(async {
             let (mut store, bindings) = self.instantiate().await?;
             let result = bindings
                 .swarm_plugin_executor()
                 .call_inspect(&mut store, task_id)
                 .await;
             self.finish(&store, result)
-        }
+        })
         .instrument(span)
         .await
+    }
+
+    fn guest_error(&self, message: String) -> PluginError {
+        PluginError::Guest {
+            plugin: self.inner.name.to_string(),
+            message,
+        }
     }
 
     fn span(&self, call: &'static str, task_id: &str) -> tracing::Span {

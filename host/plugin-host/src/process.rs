@@ -151,16 +151,13 @@ impl ProcessTable {
         }
     }
 
-    pub(crate) async fn wait(&self, task_id: &str) -> Result<ExitStatus, String> {
-        self.dir(task_id)?;
-        let mut exit = self.exit_channel(task_id)?;
-        let result = exit.wait_for(Option::is_some).await;
-        match result {
-            Ok(status) => status
-                .clone()
-                .ok_or_else(|| format!("task {task_id}: no exit status")),
-            Err(_) => Err(format!("task {task_id}: its monitor stopped")),
-        }
+    /// The exit channel of a started (or adoptable) task; `None` when the table does not know it.
+    pub(crate) fn exit_receiver(
+        &self,
+        task_id: &str,
+    ) -> Option<watch::Receiver<Option<ExitStatus>>> {
+        self.dir(task_id).ok()?;
+        self.exit_channel(task_id).ok()
     }
 
     pub(crate) fn kill(&self, task_id: &str, signal: i32) -> Result<(), String> {
@@ -388,11 +385,6 @@ impl Host for StoreState {
 
     async fn start(&mut self, task_id: String) -> Result<u32, String> {
         self.capabilities.processes.start(&task_id)
-    }
-
-    async fn wait(&mut self, task_id: String) -> Result<ExitStatus, String> {
-        let capabilities = self.capabilities.clone();
-        CallClock::host(&mut self.clock, capabilities.processes.wait(&task_id)).await
     }
 
     async fn kill(&mut self, task_id: String, signal: i32) -> Result<(), String> {

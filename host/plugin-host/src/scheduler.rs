@@ -1,7 +1,7 @@
 //! A scheduler plugin with one resident instance, and the host-side mirror of the node set that
 //! is re-sent to a fresh instance after a failure.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tracing::Instrument;
@@ -11,6 +11,7 @@ use crate::HostInner;
 use crate::bindings::scheduler_world::{SchedulerPlugin as Bindings, SchedulerPluginPre};
 use crate::bindings::types::{GroupResult, NodeInfo, TaskGroup};
 use crate::error::PluginError;
+use crate::health::{Health, PluginHealth};
 use crate::state::{StoreState, begin_call, classify, new_store};
 
 struct Live {
@@ -27,6 +28,7 @@ pub struct SchedulerPlugin {
     live: Option<Live>,
     /// The node set as the instance should hold it, including the effect of its placements.
     mirror: BTreeMap<String, NodeInfo>,
+    health: Health,
 }
 
 impl SchedulerPlugin {
@@ -36,16 +38,22 @@ impl SchedulerPlugin {
         pre: SchedulerPluginPre<StoreState>,
     ) -> Self {
         SchedulerPlugin {
-            host,
             name: name.into(),
             pre,
             live: None,
             mirror: BTreeMap::new(),
+            health: Health::new(host.failure_budget()),
+            host,
         }
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Failures counted against the plugin's budget, and whether it is quarantined.
+    pub fn health(&self) -> PluginHealth {
+        self.health.snapshot()
     }
 
     /// Adds or replaces nodes (by id) and removes the nodes named in `removals`.
@@ -62,6 +70,7 @@ impl SchedulerPlugin {
             removals = removals.len()
         );
         async move {
+            self.health.admit(&self.name)?;
             for node in &upserts {
                 self.mirror.insert(node.id.clone(), node.clone());
             }
@@ -98,6 +107,7 @@ impl SchedulerPlugin {
             groups = groups.len()
         );
         async move {
+            self.health.admit(&self.name)?;
             let live = self.live().await?;
             begin_call(&mut live.store);
             let result = live
@@ -127,7 +137,11 @@ impl SchedulerPlugin {
             begin_call(&mut store);
             let bindings = match self.pre.instantiate_async(&mut store).await {
                 Ok(bindings) => bindings,
-                Err(error) => return Err(instantiate_error(store.data(), &error)),
+                Err(error) => {
+                    let error = instantiate_error(store.data(), &error);
+                    self.health.record(&self.name, &error);
+                    return Err(error);
+                }
             };
             if !self.mirror.is_empty() {
                 tracing::debug!(
@@ -141,7 +155,9 @@ impl SchedulerPlugin {
                     .call_update_nodes(&mut store, &nodes, &[])
                     .await;
                 if let Err(error) = result {
-                    return Err(classify(store.data(), &error));
+                    let error = classify(store.data(), &error);
+                    self.health.record(&self.name, &error);
+                    return Err(error);
                 }
             }
             self.live = Some(Live { store, bindings });
@@ -166,6 +182,7 @@ impl SchedulerPlugin {
                 };
                 tracing::warn!(%error, "scheduler call failed; the instance will be replaced");
                 self.live = None;
+                self.health.record(&self.name, &error);
                 Err(error)
             }
         }
@@ -173,30 +190,7 @@ impl SchedulerPlugin {
 
     /// Applies placements to the mirror the way the guest applies them to its resident nodes.
     fn apply(&mut self, groups: &[TaskGroup], results: &[GroupResult]) {
-        for (group, result) in groups.iter().zip(results) {
-            let mut per_node: HashMap<&str, u32> = HashMap::new();
-            for (_, node_id) in &result.assignments {
-                *per_node.entry(node_id.as_str()).or_default() += 1;
-            }
-            let reservations = &group.placement.reservations;
-            for (node_id, count) in per_node {
-                let Some(node) = self.mirror.get_mut(node_id) else {
-                    continue;
-                };
-                let count64 = i64::from(count);
-                node.available_resources.nano_cpus -= reservations.nano_cpus.max(0) * count64;
-                node.available_resources.memory_bytes -= reservations.memory_bytes.max(0) * count64;
-                node.tasks_total = node.tasks_total.saturating_add(count);
-                match node
-                    .service_tasks
-                    .iter_mut()
-                    .find(|(service, _)| *service == group.service_id)
-                {
-                    Some((_, tasks)) => *tasks = tasks.saturating_add(count),
-                    None => node.service_tasks.push((group.service_id.clone(), count)),
-                }
-            }
-        }
+        crate::guest_values::apply_placements(&mut self.mirror, groups, results);
     }
 }
 

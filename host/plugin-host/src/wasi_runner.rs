@@ -157,24 +157,14 @@ impl WasiRunner {
         Ok(())
     }
 
-    pub(crate) async fn wait(&self, task_id: &str) -> Result<ExitStatus, String> {
-        task_dir(&self.tasks_dir, task_id)?;
-        let exit = match self.entries.lock().get(task_id) {
+    /// The exit channel of a started task; `None` when the runner has not started it.
+    pub(crate) fn exit_receiver(
+        &self,
+        task_id: &str,
+    ) -> Option<watch::Receiver<Option<ExitStatus>>> {
+        match self.entries.lock().get(task_id) {
             Some(Entry::Started { exit, .. }) => Some(exit.clone()),
-            Some(Entry::Prepared(_)) => return Err(format!("task {task_id} is not started")),
-            None => None,
-        };
-        let Some(mut exit) = exit else {
-            return match self.state(task_id) {
-                TaskState::Exited(status) => Ok(status),
-                _ => Err(format!("task {task_id} is not known")),
-            };
-        };
-        match exit.wait_for(Option::is_some).await {
-            Ok(status) => status
-                .clone()
-                .ok_or_else(|| format!("task {task_id}: no exit status")),
-            Err(_) => Err(format!("task {task_id}: its runner stopped")),
+            _ => None,
         }
     }
 
@@ -351,11 +341,6 @@ impl Host for StoreState {
 
     async fn start(&mut self, task_id: String) -> Result<(), String> {
         self.capabilities.wasi.start(&task_id)
-    }
-
-    async fn wait(&mut self, task_id: String) -> Result<ExitStatus, String> {
-        let capabilities = self.capabilities.clone();
-        CallClock::host(&mut self.clock, capabilities.wasi.wait(&task_id)).await
     }
 
     async fn kill(&mut self, task_id: String) -> Result<(), String> {

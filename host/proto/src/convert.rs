@@ -231,6 +231,7 @@ impl From<t::NodeSpec> for pb::NodeSpec {
                 t::Availability::Pause => pb::Availability::Pause,
                 t::Availability::Drain => pb::Availability::Drain,
             } as i32,
+            executor: s.executor,
         }
     }
 }
@@ -252,6 +253,7 @@ impl TryFrom<pb::NodeSpec> for t::NodeSpec {
                 Ok(pb::Availability::Drain) => t::Availability::Drain,
                 Err(_) => return Err(unknown_enum("spec.availability", s.availability)),
             },
+            executor: s.executor,
         })
     }
 }
@@ -387,6 +389,7 @@ impl From<t::TaskSpec> for pb::TaskSpec {
                 args: w.args,
                 env: w.env,
             }),
+            t::Runtime::Container(c) => pb::task_spec::Runtime::Container(container_to_pb(c)),
         };
         pb::TaskSpec {
             runtime: Some(runtime),
@@ -419,6 +422,71 @@ impl From<t::TaskSpec> for pb::TaskSpec {
     }
 }
 
+fn container_to_pb(c: t::ContainerSpec) -> pb::ContainerSpec {
+    pb::ContainerSpec {
+        image: c.image,
+        entrypoint: c.entrypoint,
+        args: c.args,
+        env: c.env,
+        labels: c.labels.into_iter().collect(),
+        mounts: c
+            .mounts
+            .into_iter()
+            .map(|m| pb::Mount {
+                kind: match m.kind {
+                    t::MountKind::Bind => pb::MountKind::Bind,
+                    t::MountKind::Volume => pb::MountKind::Volume,
+                    t::MountKind::Tmpfs => pb::MountKind::Tmpfs,
+                } as i32,
+                source: m.source,
+                target: m.target,
+                read_only: m.read_only,
+            })
+            .collect(),
+        workdir: c.workdir,
+        user: c.user,
+        hostname: c.hostname,
+    }
+}
+
+fn container_from_pb(c: pb::ContainerSpec) -> Result<t::ContainerSpec> {
+    let mounts = c
+        .mounts
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let kind = match pb::MountKind::try_from(m.kind) {
+                Ok(pb::MountKind::Bind) => t::MountKind::Bind,
+                Ok(pb::MountKind::Volume) => t::MountKind::Volume,
+                Ok(pb::MountKind::Tmpfs) => t::MountKind::Tmpfs,
+                Err(_) => {
+                    return Err(unknown_enum(
+                        &format!("spec.task.runtime.container.mounts[{i}].kind"),
+                        m.kind,
+                    ));
+                }
+            };
+            Ok(t::Mount {
+                kind,
+                source: m.source,
+                target: m.target,
+                read_only: m.read_only,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(t::ContainerSpec {
+        image: c.image,
+        entrypoint: c.entrypoint,
+        args: c.args,
+        env: c.env,
+        labels: c.labels.into_iter().collect(),
+        mounts,
+        workdir: c.workdir,
+        user: c.user,
+        hostname: c.hostname,
+    })
+}
+
 impl TryFrom<pb::TaskSpec> for t::TaskSpec {
     type Error = ConversionError;
     fn try_from(s: pb::TaskSpec) -> Result<Self> {
@@ -434,10 +502,13 @@ impl TryFrom<pb::TaskSpec> for t::TaskSpec {
                 args: w.args,
                 env: w.env,
             }),
+            Some(pb::task_spec::Runtime::Container(c)) => {
+                t::Runtime::Container(container_from_pb(c)?)
+            }
             None => {
                 return Err(ConversionError {
                     field: "spec.task.runtime".to_string(),
-                    message: "is required: set process or wasi".to_string(),
+                    message: "is required: set process, wasi or container".to_string(),
                 });
             }
         };
@@ -489,6 +560,7 @@ impl From<t::ServiceSpec> for pb::ServiceSpec {
                 }
                 t::ServiceMode::Global => pb::service_spec::Mode::Global(pb::GlobalService {}),
             }),
+            executor: s.executor,
         }
     }
 }
@@ -509,6 +581,7 @@ impl TryFrom<pb::ServiceSpec> for t::ServiceSpec {
                 Some(pb::service_spec::Mode::Global(_)) => t::ServiceMode::Global,
                 None => t::ServiceMode::Replicated { replicas: 1 },
             },
+            executor: s.executor,
         })
     }
 }
@@ -585,6 +658,7 @@ impl From<t::Task> for pb::Task {
             spec_version: task.spec_version,
             desired_state: pb::TaskState::from(task.desired_state) as i32,
             status: Some(task.status.into()),
+            executor: task.executor,
         }
     }
 }
@@ -606,6 +680,7 @@ impl TryFrom<pb::Task> for t::Task {
             spec_version: task.spec_version,
             desired_state: task_state_from_pb("desired_state", task.desired_state)?,
             status: task.status.unwrap_or_default().try_into()?,
+            executor: task.executor,
         })
     }
 }
@@ -629,6 +704,7 @@ impl From<t::ClusterSpec> for pb::ClusterSpec {
                 heartbeat_tick: s.raft.heartbeat_tick,
                 election_tick: s.raft.election_tick,
             }),
+            scheduler: s.scheduler,
         }
     }
 }
@@ -663,6 +739,7 @@ impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
                 heartbeat_tick: raft.heartbeat_tick,
                 election_tick: raft.election_tick,
             },
+            scheduler: s.scheduler,
         })
     }
 }
@@ -687,6 +764,100 @@ impl TryFrom<pb::Cluster> for t::Cluster {
                 .spec
                 .ok_or_else(|| ConversionError::missing("spec"))?
                 .try_into()?,
+        })
+    }
+}
+
+// ---- plugins -----------------------------------------------------------------------------
+
+impl From<t::PluginKind> for pb::PluginKind {
+    fn from(k: t::PluginKind) -> Self {
+        match k {
+            t::PluginKind::Executor => pb::PluginKind::Executor,
+            t::PluginKind::Scheduler => pb::PluginKind::Scheduler,
+            t::PluginKind::Discovery => pb::PluginKind::Discovery,
+        }
+    }
+}
+
+/// A wire plugin kind, refused with `field` named when unknown.
+pub fn plugin_kind_from_pb(field: &str, v: i32) -> Result<t::PluginKind> {
+    match pb::PluginKind::try_from(v) {
+        Ok(pb::PluginKind::Executor) => Ok(t::PluginKind::Executor),
+        Ok(pb::PluginKind::Scheduler) => Ok(t::PluginKind::Scheduler),
+        Ok(pb::PluginKind::Discovery) => Ok(t::PluginKind::Discovery),
+        Err(_) => Err(unknown_enum(field, v)),
+    }
+}
+
+impl From<t::PluginSpec> for pb::PluginSpec {
+    fn from(s: t::PluginSpec) -> Self {
+        pb::PluginSpec {
+            annotations: Some(annotations_to_pb(s.annotations)),
+            kind: pb::PluginKind::from(s.kind) as i32,
+            capabilities: s.capabilities,
+        }
+    }
+}
+
+impl TryFrom<pb::PluginSpec> for t::PluginSpec {
+    type Error = ConversionError;
+    fn try_from(s: pb::PluginSpec) -> Result<Self> {
+        Ok(t::PluginSpec {
+            annotations: annotations_from_pb(s.annotations),
+            kind: plugin_kind_from_pb("spec.kind", s.kind)?,
+            capabilities: s.capabilities,
+        })
+    }
+}
+
+impl From<t::Plugin> for pb::Plugin {
+    /// Copies the component's bytes when the plugin carries them; see
+    /// [`t::Plugin::without_component`] for listings.
+    fn from(p: t::Plugin) -> Self {
+        pb::Plugin {
+            id: p.id,
+            meta: Some(meta_to_pb(p.meta)),
+            spec: Some(p.spec.into()),
+            digest: p.digest,
+            size_bytes: p.size_bytes,
+            component: p.component.to_vec(),
+            imports: p.imports,
+            runtimes: p.runtimes,
+            schemes: p.schemes,
+            status: Some(pb::PluginStatus {
+                quarantined: p.status.quarantined,
+                failures: p.status.failures,
+                message: p.status.message,
+                updated_at: Some(timestamp_to_pb(p.status.updated_at)),
+            }),
+        }
+    }
+}
+
+impl TryFrom<pb::Plugin> for t::Plugin {
+    type Error = ConversionError;
+    fn try_from(p: pb::Plugin) -> Result<Self> {
+        let status = p.status.unwrap_or_default();
+        Ok(t::Plugin {
+            id: p.id,
+            meta: meta_from_pb(p.meta),
+            spec: p
+                .spec
+                .ok_or_else(|| ConversionError::missing("spec"))?
+                .try_into()?,
+            digest: p.digest,
+            size_bytes: p.size_bytes,
+            component: t::ComponentBytes::from(p.component),
+            imports: p.imports,
+            runtimes: p.runtimes,
+            schemes: p.schemes,
+            status: t::PluginStatus {
+                quarantined: status.quarantined,
+                failures: status.failures,
+                message: status.message,
+                updated_at: timestamp_from_pb(status.updated_at),
+            },
         })
     }
 }
@@ -744,6 +915,7 @@ mod tests {
                 force_update: 4,
             },
             spec_version: 2,
+            executor: String::new(),
             desired_state: t::TaskState::Running,
             status: t::TaskStatus {
                 state: t::TaskState::Failed,
@@ -765,6 +937,49 @@ mod tests {
             .try_into()
             .expect("convert back");
         assert_eq!(back, original);
+    }
+
+    #[test]
+    fn container_tasks_round_trip_and_bad_mount_kinds_are_named() {
+        let mut original = task();
+        original.spec.runtime = t::Runtime::Container(t::ContainerSpec {
+            image: "swarm-test/busybox:latest".into(),
+            entrypoint: vec!["/bin/sh".into(), "-c".into()],
+            args: vec!["sleep 600".into()],
+            env: vec!["A=1".into()],
+            labels: [("tier".to_string(), "web".to_string())].into(),
+            mounts: vec![
+                t::Mount {
+                    kind: t::MountKind::Volume,
+                    source: "data".into(),
+                    target: "/data".into(),
+                    read_only: true,
+                },
+                t::Mount {
+                    kind: t::MountKind::Tmpfs,
+                    source: String::new(),
+                    target: "/scratch".into(),
+                    read_only: false,
+                },
+            ],
+            workdir: Some("/data".into()),
+            user: Some("1000".into()),
+            hostname: Some("web".into()),
+        });
+        let mut wire = pb::Task::from(original.clone());
+        let back: t::Task = wire.clone().try_into().expect("convert back");
+        assert_eq!(back, original);
+        let Some(pb::task_spec::Runtime::Container(c)) =
+            wire.spec.as_mut().and_then(|spec| spec.runtime.as_mut())
+        else {
+            panic!("expected a container runtime on the wire");
+        };
+        c.mounts[1].kind = 9;
+        let err = t::Task::try_from(wire).expect_err("bad mount kind");
+        assert_eq!(
+            err.to_string(),
+            "spec.task.runtime.container.mounts[1].kind: unknown value 9"
+        );
     }
 
     #[test]
@@ -807,11 +1022,79 @@ mod tests {
     }
 
     #[test]
+    fn plugin_references_round_trip() {
+        let mut cluster = t::ClusterSpec::with_defaults();
+        cluster.scheduler = "binpack".into();
+        let back: t::ClusterSpec = pb::ClusterSpec::from(cluster.clone())
+            .try_into()
+            .expect("cluster spec");
+        assert_eq!(back.scheduler, "binpack");
+        let node = t::NodeSpec {
+            executor: "runner".into(),
+            ..Default::default()
+        };
+        let back: t::NodeSpec = pb::NodeSpec::from(node).try_into().expect("node spec");
+        assert_eq!(back.executor, "runner");
+        let service = t::ServiceSpec {
+            annotations: Default::default(),
+            task: task().spec,
+            mode: t::ServiceMode::Global,
+            executor: "runner".into(),
+        };
+        let back: t::ServiceSpec = pb::ServiceSpec::from(service)
+            .try_into()
+            .expect("service spec");
+        assert_eq!(back.executor, "runner");
+    }
+
+    #[test]
+    fn plugins_round_trip_and_bad_kinds_are_named() {
+        let plugin = t::Plugin {
+            id: "p1".into(),
+            meta: t::Meta {
+                version: 7,
+                created_at: t::Timestamp::from_unix_nanos(1_500_000_000),
+                updated_at: t::Timestamp::from_unix_nanos(2_500_000_000),
+            },
+            spec: t::PluginSpec {
+                annotations: t::Annotations {
+                    name: "runner".into(),
+                    labels: [("team".to_string(), "infra".to_string())].into(),
+                },
+                kind: t::PluginKind::Discovery,
+                capabilities: vec!["http".into()],
+            },
+            digest: format!("sha256:{}", "0f".repeat(32)),
+            size_bytes: 3,
+            component: t::ComponentBytes::from(vec![1, 2, 3]),
+            imports: vec!["http".into()],
+            runtimes: Vec::new(),
+            schemes: vec!["nodes".into()],
+            status: t::PluginStatus {
+                quarantined: true,
+                failures: 4,
+                message: "trapped 4 times".into(),
+                updated_at: t::Timestamp::from_unix_nanos(3_000_000_000),
+            },
+        };
+        let mut wire = pb::Plugin::from(plugin.clone());
+        assert_eq!(wire.component, vec![1, 2, 3]);
+        let back: t::Plugin = wire.clone().try_into().expect("plugin");
+        assert_eq!(back, plugin);
+        wire.spec.as_mut().expect("spec").kind = 7;
+        assert_eq!(
+            t::Plugin::try_from(wire).expect_err("bad kind").to_string(),
+            "spec.kind: unknown value 7"
+        );
+    }
+
+    #[test]
     fn missing_and_bad_fields_are_named() {
         let mut spec = pb::ServiceSpec::from(t::ServiceSpec {
             annotations: Default::default(),
             task: task().spec,
             mode: t::ServiceMode::Global,
+            executor: String::new(),
         });
         spec.task.as_mut().expect("task").runtime = None;
         let err = t::ServiceSpec::try_from(spec.clone()).expect_err("no runtime");

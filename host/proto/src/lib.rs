@@ -18,5 +18,6 @@ pub mod pb {
 }
 
 pub use convert::{
-    ConversionError, duration_from_pb, duration_to_pb, timestamp_from_pb, timestamp_to_pb,
+    ConversionError, duration_from_pb, duration_to_pb, plugin_kind_from_pb, timestamp_from_pb,
+    timestamp_to_pb,
 };

@@ -51,6 +51,7 @@ fn main() -> Result<(), StoreError> {
             mode: ServiceMode::Replicated {
                 replicas: tasks as u64,
             },
+            executor: String::new(),
         },
         spec_version: 1,
     };
@@ -99,6 +100,7 @@ fn main() -> Result<(), StoreError> {
                     node_id: String::new(),
                     spec: task_spec(),
                     spec_version: 1,
+                    executor: String::new(),
                     desired_state: TaskState::Running,
                     status: TaskStatus {
                         state: TaskState::Pending,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Node, Service, Task};
+use swarm_types::{Cluster, Node, Plugin, Service, Task};
 
 use crate::object::ObjectKind;
 
@@ -48,6 +48,7 @@ pub enum Event {
     Service(Change<Service>),
     Task(Change<Task>),
     Cluster(Change<Cluster>),
+    Plugin(Change<Plugin>),
 }
 
 impl Event {
@@ -57,6 +58,7 @@ impl Event {
             Event::Service(_) => ObjectKind::Service,
             Event::Task(_) => ObjectKind::Task,
             Event::Cluster(_) => ObjectKind::Cluster,
+            Event::Plugin(_) => ObjectKind::Plugin,
         }
     }
 
@@ -67,6 +69,7 @@ impl Event {
             Event::Service(c) => &c.latest().id,
             Event::Task(c) => &c.latest().id,
             Event::Cluster(c) => &c.latest().id,
+            Event::Plugin(c) => &c.latest().id,
         }
     }
 }
@@ -104,6 +107,13 @@ impl ChangeSet {
     pub fn clusters(&self) -> impl Iterator<Item = &Change<Cluster>> {
         self.events.iter().filter_map(|e| match e {
             Event::Cluster(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    pub fn plugins(&self) -> impl Iterator<Item = &Change<Plugin>> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Plugin(c) => Some(c),
             _ => None,
         })
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use swarm_types::{Cluster, Meta, Node, Service, Task};
+use swarm_types::{Cluster, Meta, Node, Plugin, Service, Task};
 
 /// The kind of a stored object; each kind is one table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -13,14 +13,16 @@ pub enum ObjectKind {
     Service,
     Task,
     Cluster,
+    Plugin,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::Node,
         ObjectKind::Service,
         ObjectKind::Task,
         ObjectKind::Cluster,
+        ObjectKind::Plugin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -29,6 +31,7 @@ impl ObjectKind {
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
             ObjectKind::Cluster => "cluster",
+            ObjectKind::Plugin => "plugin",
         }
     }
 }
@@ -47,6 +50,7 @@ pub enum Object {
     Service(Service),
     Task(Task),
     Cluster(Cluster),
+    Plugin(Plugin),
 }
 
 impl Object {
@@ -56,6 +60,7 @@ impl Object {
             Object::Service(_) => ObjectKind::Service,
             Object::Task(_) => ObjectKind::Task,
             Object::Cluster(_) => ObjectKind::Cluster,
+            Object::Plugin(_) => ObjectKind::Plugin,
         }
     }
 
@@ -65,6 +70,7 @@ impl Object {
             Object::Service(o) => &o.id,
             Object::Task(o) => &o.id,
             Object::Cluster(o) => &o.id,
+            Object::Plugin(o) => &o.id,
         }
     }
 
@@ -74,6 +80,7 @@ impl Object {
             Object::Service(o) => &o.meta,
             Object::Task(o) => &o.meta,
             Object::Cluster(o) => &o.meta,
+            Object::Plugin(o) => &o.meta,
         }
     }
 }
@@ -102,13 +109,21 @@ impl From<Cluster> for Object {
     }
 }
 
+impl From<Plugin> for Object {
+    fn from(o: Plugin) -> Self {
+        Object::Plugin(o)
+    }
+}
+
 /// One write of a transaction.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
-    /// Insert a new object; its id (and, for services and clusters, its name) must be free.
+    /// Insert a new object; its id (and, for services, clusters and plugins, its name) must be
+    /// free.
     Create(Object),
     /// Replace an object; it must exist and the object must carry the version it was read at.
+    /// A plugin carrying no component keeps the stored one (same digest).
     Update(Object),
     /// Remove an object; it must exist.
     Delete { kind: ObjectKind, id: String },

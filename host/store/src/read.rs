@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, DEFAULT_CLUSTER_NAME, Node, Service, Task, TaskState};
+use swarm_types::{Cluster, DEFAULT_CLUSTER_NAME, Node, Plugin, Service, Task, TaskState};
 
 use crate::table::{SortedId, Stored, Table, Tables};
 
@@ -50,6 +50,12 @@ pub trait StoreRead: sealed::Sealed {
     fn cluster_by_name(&self, name: &str) -> Option<&Arc<Cluster>>;
     fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>>;
     fn cluster_count(&self) -> usize;
+
+    fn plugin(&self, id: &str) -> Option<&Arc<Plugin>>;
+    /// The plugin with this name, compared ignoring ASCII case.
+    fn plugin_by_name(&self, name: &str) -> Option<&Arc<Plugin>>;
+    fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>>;
+    fn plugin_count(&self) -> usize;
 }
 
 /// A read transaction: a consistent view of the store, valid inside
@@ -169,5 +175,18 @@ impl StoreRead for ReadTx<'_> {
     }
     fn cluster_count(&self) -> usize {
         self.tables.clusters.len()
+    }
+
+    fn plugin(&self, id: &str) -> Option<&Arc<Plugin>> {
+        self.get(id)
+    }
+    fn plugin_by_name(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.by_name(name)
+    }
+    fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.all()
+    }
+    fn plugin_count(&self) -> usize {
+        self.tables.plugins.len()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use swarm_types::{Cluster, Node, Service, Task};
+use swarm_types::{Cluster, Node, Plugin, Service, Task};
 use tokio::sync::broadcast;
 
 use crate::check::{CheckView, Existing, check_create, check_delete, check_update};
@@ -37,6 +37,8 @@ pub struct StoreSnapshot {
     pub tasks: Vec<Arc<Task>>,
     #[serde(default)]
     pub clusters: Vec<Arc<Cluster>>,
+    #[serde(default)]
+    pub plugins: Vec<Arc<Plugin>>,
 }
 
 /// The in-memory store, shared as `Arc<MemoryStore>`. See the crate docs for the rules.
@@ -175,6 +177,7 @@ impl MemoryStore {
             services: rows(&tables.services),
             tasks: rows(&tables.tasks),
             clusters: rows(&tables.clusters),
+            plugins: rows(&tables.plugins),
         }
     }
 
@@ -195,7 +198,8 @@ impl MemoryStore {
         let repeated = fill(&mut fresh.nodes, snapshot.nodes)
             + fill(&mut fresh.services, snapshot.services)
             + fill(&mut fresh.tasks, snapshot.tasks)
-            + fill(&mut fresh.clusters, snapshot.clusters);
+            + fill(&mut fresh.clusters, snapshot.clusters)
+            + fill(&mut fresh.plugins, snapshot.plugins);
         if repeated > 0 {
             tracing::warn!(
                 repeated,
@@ -257,18 +261,21 @@ impl Applier<'_> {
                 Object::Service(o) => self.create(o),
                 Object::Task(o) => self.create(o),
                 Object::Cluster(o) => self.create(o),
+                Object::Plugin(o) => self.create(o),
             },
             Action::Update(object) => match object {
                 Object::Node(o) => self.update(o),
                 Object::Service(o) => self.update(o),
                 Object::Task(o) => self.update(o),
                 Object::Cluster(o) => self.update(o),
+                Object::Plugin(o) => self.update(o),
             },
             Action::Delete { kind, id } => match kind {
                 ObjectKind::Node => self.delete::<Node>(&id),
                 ObjectKind::Service => self.delete::<Service>(&id),
                 ObjectKind::Task => self.delete::<Task>(&id),
                 ObjectKind::Cluster => self.delete::<Cluster>(&id),
+                ObjectKind::Plugin => self.delete::<Plugin>(&id),
             },
         }
     }
@@ -285,6 +292,11 @@ impl Applier<'_> {
 
     fn update<T: Stored>(&mut self, mut object: T) -> Result<(), StoreError> {
         let created_at = check_update(&*self, &object)?;
+        if T::INHERITS
+            && let Some(stored) = T::table(self.tables).get(object.id())
+        {
+            object.inherit(stored);
+        }
         let meta = object.meta_mut();
         meta.created_at = created_at;
         let carried = std::mem::replace(&mut meta.version, self.index);
@@ -326,6 +338,7 @@ impl Applier<'_> {
                 Event::Service(c) => undo(&mut self.tables.services, c),
                 Event::Task(c) => undo(&mut self.tables.tasks, c),
                 Event::Cluster(c) => undo(&mut self.tables.clusters, c),
+                Event::Plugin(c) => undo(&mut self.tables.plugins, c),
             }
         }
     }

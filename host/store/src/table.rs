@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Meta, Node, Service, Task, TaskState};
+use swarm_types::{Cluster, Meta, Node, Plugin, Service, Task, TaskState};
 
 use crate::event::{Change, Event};
 use crate::object::ObjectKind;
@@ -91,6 +91,13 @@ pub(crate) trait Stored: Clone + fmt::Debug + Send + Sync + 'static {
     fn names(_indexes: &Self::Indexes) -> Option<&NameIndex> {
         None
     }
+
+    /// Whether an update takes something from the stored object ([`Stored::inherit`]).
+    const INHERITS: bool = false;
+
+    /// Fill what an update leaves out from the object it replaces (only called when
+    /// [`Stored::INHERITS`]).
+    fn inherit(&mut self, _stored: &Self) {}
 
     /// Move `id` in the indexes from `old`'s values to `new`'s (either may be absent).
     fn reindex(indexes: &mut Self::Indexes, id: &Id, old: Option<&Self>, new: Option<&Self>);
@@ -176,6 +183,7 @@ pub(crate) struct Tables {
     pub(crate) services: Table<Service>,
     pub(crate) tasks: Table<Task>,
     pub(crate) clusters: Table<Cluster>,
+    pub(crate) plugins: Table<Plugin>,
 }
 
 /// Unique names, compared ignoring ASCII case (names end up in hostnames and DNS, where
@@ -376,6 +384,54 @@ impl Stored for Cluster {
     }
     fn event(change: Change<Self>) -> Event {
         Event::Cluster(change)
+    }
+}
+
+impl Stored for Plugin {
+    const KIND: ObjectKind = ObjectKind::Plugin;
+    type Indexes = NameIndex;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn unique_name(&self) -> Option<&str> {
+        Some(&self.spec.annotations.name)
+    }
+    fn names(ix: &NameIndex) -> Option<&NameIndex> {
+        Some(ix)
+    }
+
+    const INHERITS: bool = true;
+
+    /// An update without the component (a status change) keeps the stored bytes, so they are
+    /// not sent through raft again.
+    fn inherit(&mut self, stored: &Self) {
+        if self.component.is_empty() && self.digest == stored.digest {
+            self.component = stored.component.clone();
+        }
+    }
+
+    fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
+        ix.reindex(
+            id,
+            old.map(|p| p.spec.annotations.name.as_str()),
+            new.map(|p| p.spec.annotations.name.as_str()),
+        );
+    }
+    fn table(t: &Tables) -> &Table<Self> {
+        &t.plugins
+    }
+    fn table_mut(t: &mut Tables) -> &mut Table<Self> {
+        &mut t.plugins
+    }
+    fn event(change: Change<Self>) -> Event {
+        Event::Plugin(change)
     }
 }
 

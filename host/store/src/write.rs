@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::iter::Peekable;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Node, Service, Task, TaskState};
+use swarm_types::{Cluster, Node, Plugin, Service, Task, TaskState};
 
 use crate::check::{CheckView, Existing, check_create, check_delete, check_update};
 use crate::error::StoreError;
@@ -48,6 +48,7 @@ struct Shadows {
     services: Shadow,
     tasks: Shadow,
     clusters: Shadow,
+    plugins: Shadow,
 }
 
 impl Shadows {
@@ -57,6 +58,7 @@ impl Shadows {
             ObjectKind::Service => &self.services,
             ObjectKind::Task => &self.tasks,
             ObjectKind::Cluster => &self.clusters,
+            ObjectKind::Plugin => &self.plugins,
         }
     }
 
@@ -66,6 +68,7 @@ impl Shadows {
             ObjectKind::Service => &mut self.services,
             ObjectKind::Task => &mut self.tasks,
             ObjectKind::Cluster => &mut self.clusters,
+            ObjectKind::Plugin => &mut self.plugins,
         }
     }
 }
@@ -77,6 +80,7 @@ enum Written {
     Service(Arc<Service>),
     Task(Arc<Task>),
     Cluster(Arc<Cluster>),
+    Plugin(Arc<Plugin>),
 }
 
 impl Written {
@@ -86,6 +90,7 @@ impl Written {
             Written::Service(o) => Object::Service(Arc::unwrap_or_clone(o)),
             Written::Task(o) => Object::Task(Arc::unwrap_or_clone(o)),
             Written::Cluster(o) => Object::Cluster(Arc::unwrap_or_clone(o)),
+            Written::Plugin(o) => Object::Plugin(Arc::unwrap_or_clone(o)),
         }
     }
 }
@@ -112,6 +117,11 @@ impl Wrap for Task {
 impl Wrap for Cluster {
     fn wrap(object: Arc<Self>) -> Written {
         Written::Cluster(object)
+    }
+}
+impl Wrap for Plugin {
+    fn wrap(object: Arc<Self>) -> Written {
+        Written::Plugin(object)
     }
 }
 
@@ -175,6 +185,7 @@ impl<'a> WriteTx<'a> {
             Object::Service(o) => self.create_typed(o),
             Object::Task(o) => self.create_typed(o),
             Object::Cluster(o) => self.create_typed(o),
+            Object::Plugin(o) => self.create_typed(o),
         }
     }
 
@@ -186,6 +197,7 @@ impl<'a> WriteTx<'a> {
             Object::Service(o) => self.update_typed(o),
             Object::Task(o) => self.update_typed(o),
             Object::Cluster(o) => self.update_typed(o),
+            Object::Plugin(o) => self.update_typed(o),
         }
     }
 
@@ -196,6 +208,7 @@ impl<'a> WriteTx<'a> {
             ObjectKind::Service => self.delete_typed::<Service>(id),
             ObjectKind::Task => self.delete_typed::<Task>(id),
             ObjectKind::Cluster => self.delete_typed::<Cluster>(id),
+            ObjectKind::Plugin => self.delete_typed::<Plugin>(id),
         }
     }
 
@@ -230,6 +243,18 @@ impl<'a> WriteTx<'a> {
 
     fn update_typed<T: Wrap>(&mut self, mut object: T) -> Result<(), StoreError> {
         object.meta_mut().created_at = check_update(self, &object)?;
+        if T::INHERITS
+            && let Some(stored) = self.get::<T>(object.id())
+        {
+            // The transaction sees the object as `apply` will store it; the batch carries it
+            // as written (without what it inherits).
+            let mut seen = object.clone();
+            seen.inherit(stored);
+            self.write(Arc::new(seen));
+            self.pending
+                .push(Pending::Update(T::wrap(Arc::new(object))));
+            return Ok(());
+        }
         let object = Arc::new(object);
         self.write(Arc::clone(&object));
         self.pending.push(Pending::Update(T::wrap(object)));
@@ -426,5 +451,18 @@ impl StoreRead for WriteTx<'_> {
     }
     fn cluster_count(&self) -> usize {
         self.count::<Cluster>()
+    }
+
+    fn plugin(&self, id: &str) -> Option<&Arc<Plugin>> {
+        self.get(id)
+    }
+    fn plugin_by_name(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.by_name(name)
+    }
+    fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.all()
+    }
+    fn plugin_count(&self) -> usize {
+        self.count::<Plugin>()
     }
 }

@@ -54,6 +54,9 @@ pub enum Command {
     /// Manage the cluster's settings.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// Manage the plugins installed in the cluster (executors, schedulers, discovery backends).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Print swarmctl's version.
     Version,
 }
@@ -96,6 +99,10 @@ pub struct NodeUpdateArgs {
     /// Remove a label.
     #[arg(long = "label-rm", value_name = "KEY")]
     pub label_rm: Vec<String>,
+    /// The executor plugin for the node's new tasks (an installed plugin's name; "" for the
+    /// node's default).
+    #[arg(long, value_name = "PLUGIN")]
+    pub executor: Option<String>,
 }
 
 // ---- services ----------------------------------------------------------------------------
@@ -172,7 +179,7 @@ pub struct RestartArgs {
     pub restart_window: Option<Duration>,
 }
 
-/// What the tasks run: a host process, or a WASI component.
+/// What the tasks run: a host process, a WASI component or a container.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct RuntimeChoice {
@@ -182,6 +189,31 @@ pub struct RuntimeChoice {
     /// Run a WASI component (a local .wasm file); the arguments after `--` are its arguments.
     #[arg(long, value_name = "FILE")]
     pub wasi: Option<PathBuf>,
+    /// Run a container of this image (present on the nodes' engines); the arguments after `--`
+    /// replace the image's command.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+/// Settings of container tasks (`--image`).
+#[derive(Debug, Default, Args)]
+pub struct ContainerArgs {
+    /// Replace the image's entrypoint: a command and its arguments, split at spaces.
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Mount into the container, e.g. type=bind,source=/srv,target=/data,readonly (also
+    /// type=volume,source=NAME,target=PATH and type=tmpfs,target=PATH).
+    #[arg(long = "mount", value_name = "MOUNT", value_parser = parse::mount)]
+    pub mounts: Vec<swarm_types::Mount>,
+    /// Label of the containers (keys starting with io.swarm. are reserved).
+    #[arg(long = "container-label", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+    pub container_labels: Vec<(String, String)>,
+    /// User the container runs as: USER, UID, USER:GROUP or UID:GID.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Host name inside the container.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
 }
 
 /// A change of runtime on update.
@@ -194,6 +226,23 @@ pub struct RuntimeChange {
     /// Switch to a WASI component (a local .wasm file); the arguments after `--` are its arguments.
     #[arg(long, value_name = "FILE")]
     pub wasi: Option<PathBuf>,
+    /// Switch to (or change) a container image; arguments after `--` replace its command.
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+}
+
+/// Changes to a container service.
+#[derive(Debug, Default, Args)]
+pub struct ContainerChange {
+    /// Replace the entrypoint (a command and its arguments, split at spaces; "" clears it).
+    #[arg(long, value_name = "CMD")]
+    pub entrypoint: Option<String>,
+    /// Add or replace (same target) a mount, e.g. type=bind,source=/srv,target=/data.
+    #[arg(long = "mount-add", value_name = "MOUNT", value_parser = parse::mount)]
+    pub mount_add: Vec<swarm_types::Mount>,
+    /// Remove the mount at this target path.
+    #[arg(long = "mount-rm", value_name = "TARGET")]
+    pub mount_rm: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -222,12 +271,18 @@ pub struct ServiceCreateArgs {
     /// Most tasks of this service on one node (default 0: no limit).
     #[arg(long, value_name = "N")]
     pub max_replicas_per_node: Option<u64>,
-    /// Working directory of a process (an absolute path on the node).
+    /// Working directory of a process (an absolute path on the node) or inside a container.
     #[arg(short = 'w', long, value_name = "DIR")]
     pub workdir: Option<String>,
+    /// The executor plugin for the tasks (an installed plugin's name; default: each node's).
+    #[arg(long, value_name = "PLUGIN")]
+    pub executor: Option<String>,
     #[command(flatten)]
     pub runtime: RuntimeChoice,
-    /// The command and its arguments (--process) or the component's arguments (--wasi).
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// The command and its arguments (--process), the component's arguments (--wasi) or the
+    /// container's command (--image).
     #[arg(value_name = "CMD", trailing_var_arg = true)]
     pub args: Vec<String>,
 }
@@ -270,9 +325,15 @@ pub struct ServiceUpdateArgs {
     /// Roll the tasks out again even if nothing else changed.
     #[arg(long)]
     pub force: bool,
+    /// The executor plugin for new tasks (an installed plugin's name; "" for each node's).
+    #[arg(long, value_name = "PLUGIN")]
+    pub executor: Option<String>,
     #[command(flatten)]
     pub runtime: RuntimeChange,
-    /// New command and arguments (process) or new component arguments (wasi), after `--`.
+    #[command(flatten)]
+    pub container: ContainerChange,
+    /// New command and arguments (process), component arguments (wasi) or container command
+    /// (container), after `--`.
     #[arg(value_name = "CMD", last = true)]
     pub args: Vec<String>,
 }
@@ -333,5 +394,54 @@ pub enum ClusterCommand {
         /// How often agents heartbeat, e.g. 5s.
         #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
         heartbeat_period: Option<Duration>,
+        /// The scheduler plugin (an installed plugin's name; "" for the embedded default). It
+        /// places tasks from the next scheduling pass.
+        #[arg(long, value_name = "PLUGIN")]
+        scheduler: Option<String>,
     },
+}
+
+// ---- plugins -----------------------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Install a WebAssembly component cluster-wide; it is validated before it is stored.
+    Install(PluginInstallArgs),
+    /// List installed plugins.
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one plugin (PLUGIN: id, unique id prefix or name).
+    Inspect { plugin: String },
+    /// Remove plugins; refused while the cluster, a service or a node uses one.
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        plugins: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PluginKindArg {
+    Executor,
+    Scheduler,
+    Discovery,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginInstallArgs {
+    /// The world the component implements.
+    #[arg(long, value_enum)]
+    pub kind: PluginKindArg,
+    /// The plugin's name (letters, digits, '-' and '_'), as services, nodes and the cluster
+    /// refer to it.
+    pub name: String,
+    /// The component (.wasm), at most 16 MiB.
+    pub file: PathBuf,
+    /// Capabilities granted beyond log: process, wasi-runner, docker (executors), http
+    /// (discovery). Comma-separated or repeated.
+    #[arg(long, value_name = "CAPS", value_delimiter = ',')]
+    pub allow: Vec<String>,
+    /// Label of the plugin.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+    pub labels: Vec<(String, String)>,
 }

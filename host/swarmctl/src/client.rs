@@ -229,6 +229,46 @@ impl Manager {
     }
 }
 
+impl Manager {
+    /// Install a plugin; the manager validates the component before storing it. Returns the
+    /// installed plugin, without its bytes.
+    pub async fn install_plugin(
+        &mut self,
+        spec: t::PluginSpec,
+        component: Vec<u8>,
+    ) -> Result<t::Plugin, CliError> {
+        let request = pb::InstallPluginRequest {
+            spec: Some(spec.into()),
+            component,
+        };
+        let response = self.client.install_plugin(request).await;
+        let plugin = response.map_err(|s| self.status(s))?.into_inner().plugin;
+        convert("plugin", t::Plugin::try_from(required("plugin", plugin)?))
+    }
+
+    /// Every installed plugin, without the components' bytes.
+    pub async fn list_plugins(&mut self) -> Result<Vec<t::Plugin>, CliError> {
+        let response = self
+            .client
+            .list_plugins(pb::ListPluginsRequest::default())
+            .await;
+        let plugins = response.map_err(|s| self.status(s))?.into_inner().plugins;
+        plugins
+            .into_iter()
+            .map(|p| convert("plugin", t::Plugin::try_from(p)))
+            .collect()
+    }
+
+    pub async fn remove_plugin(&mut self, id: &str) -> Result<(), CliError> {
+        let request = pb::RemovePluginRequest {
+            plugin_id: id.to_string(),
+        };
+        let response = self.client.remove_plugin(request).await;
+        response.map_err(|s| self.status(s))?;
+        Ok(())
+    }
+}
+
 /// Task counts of one service.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceStatus {

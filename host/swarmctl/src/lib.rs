@@ -41,6 +41,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
         Command::Service(command) => commands::service::run(&context, command, out, err).await?,
         Command::Task(command) => commands::task::run(&context, command, out, err).await?,
         Command::Cluster(command) => commands::cluster::run(&context, command, out).await?,
+        Command::Plugin(command) => commands::plugin::run(&context, command, out, err).await?,
     }
     Ok(())
 }

@@ -109,6 +109,55 @@ pub fn constraint(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A container mount as docker's `--mount` writes it:
+/// `type=bind,source=/srv,target=/data,readonly`. Keys: `type` (bind, volume, tmpfs; default
+/// bind), `source`/`src`, `target`/`destination`/`dst`, `readonly`/`ro` (alone or `=true|false`).
+pub fn mount(text: &str) -> Result<swarm_types::Mount, String> {
+    let mut mount = swarm_types::Mount::default();
+    let mut target = None;
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (key, value) = match item.split_once('=') {
+            Some((key, value)) => (key.trim(), Some(value.trim())),
+            None => (item, None),
+        };
+        match (key.to_ascii_lowercase().as_str(), value) {
+            ("type", Some(kind)) => {
+                mount.kind = match kind {
+                    "bind" => swarm_types::MountKind::Bind,
+                    "volume" => swarm_types::MountKind::Volume,
+                    "tmpfs" => swarm_types::MountKind::Tmpfs,
+                    other => {
+                        return Err(format!(
+                            "{text:?}: unknown mount type {other:?}; use bind, volume or tmpfs"
+                        ));
+                    }
+                }
+            }
+            ("source" | "src", Some(source)) => mount.source = source.to_string(),
+            ("target" | "destination" | "dst", Some(path)) => target = Some(path.to_string()),
+            ("readonly" | "ro", None) => mount.read_only = true,
+            ("readonly" | "ro", Some(flag)) => {
+                mount.read_only = match flag {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    other => {
+                        return Err(format!("{text:?}: readonly={other:?}: use true or false"));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{text:?}: unknown item {item:?}; expected type=bind|volume|tmpfs, source=, target=, readonly"
+                ));
+            }
+        }
+    }
+    mount.target = target.ok_or_else(|| {
+        format!("{text:?}: target= is required, e.g. type=bind,source=/srv,target=/data")
+    })?;
+    Ok(mount)
+}
+
 /// A log filter for tracing (`warn`, `debug`, `swarmctl=trace,info`).
 pub fn log_filter(text: &str) -> Result<String, String> {
     tracing_subscriber::EnvFilter::try_new(text)
@@ -202,6 +251,32 @@ mod tests {
                 .contains("unknown key")
         );
         assert!(log_filter("debug").is_ok());
+        assert_eq!(
+            mount("type=bind,source=/srv,target=/data,readonly"),
+            Ok(swarm_types::Mount {
+                kind: swarm_types::MountKind::Bind,
+                source: "/srv".into(),
+                target: "/data".into(),
+                read_only: true,
+            })
+        );
+        assert_eq!(
+            mount("type=tmpfs,dst=/scratch,ro=false"),
+            Ok(swarm_types::Mount {
+                kind: swarm_types::MountKind::Tmpfs,
+                target: "/scratch".into(),
+                ..Default::default()
+            })
+        );
+        for (bad, want) in [
+            ("type=nfs,target=/x", "unknown mount type \"nfs\""),
+            ("source=/srv", "target= is required"),
+            ("target=/x,color=red", "unknown item \"color=red\""),
+            ("target=/x,readonly=maybe", "use true or false"),
+        ] {
+            let err = mount(bad).expect_err(bad);
+            assert!(err.contains(want), "{bad}: {err}");
+        }
         assert!(log_filter("=[").is_err());
     }
 }

@@ -35,6 +35,15 @@ impl Named for swarm_types::Task {
     }
 }
 
+impl Named for swarm_types::Plugin {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn name(&self) -> &str {
+        &self.spec.annotations.name
+    }
+}
+
 impl Named for swarm_types::Cluster {
     fn id(&self) -> &str {
         &self.id

@@ -98,6 +98,7 @@ fn web_spec() -> t::ServiceSpec {
             force_update: 0,
         },
         mode: t::ServiceMode::Replicated { replicas: 3 },
+        executor: String::new(),
     }
 }
 
@@ -122,6 +123,7 @@ fn api_spec() -> t::ServiceSpec {
             force_update: 0,
         },
         mode: t::ServiceMode::Global,
+        executor: String::new(),
     }
 }
 
@@ -158,6 +160,7 @@ fn task(
         node_id: node.into(),
         spec: spec.task.clone(),
         spec_version: 1,
+        executor: String::new(),
         desired_state: desired,
         status: t::TaskStatus {
             state,
@@ -650,6 +653,35 @@ impl Control for Fake {
         Ok(Response::new(pb::UpdateClusterResponse {
             cluster: Some(cluster.clone().into()),
         }))
+    }
+
+    // Plugins are tested against a real manager (tests/cluster), which validates components.
+    async fn install_plugin(
+        &self,
+        _: Request<pb::InstallPluginRequest>,
+    ) -> Result<Response<pb::InstallPluginResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_plugins(
+        &self,
+        _: Request<pb::ListPluginsRequest>,
+    ) -> Result<Response<pb::ListPluginsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn get_plugin(
+        &self,
+        _: Request<pb::GetPluginRequest>,
+    ) -> Result<Response<pb::GetPluginResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn remove_plugin(
+        &self,
+        _: Request<pb::RemovePluginRequest>,
+    ) -> Result<Response<pb::RemovePluginResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
     }
 }
 

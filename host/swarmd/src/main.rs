@@ -51,6 +51,12 @@ struct Args {
     /// or the path of an executor component (`.wasm`).
     #[arg(long, default_value = "default")]
     executor: String,
+
+    /// The container engine (Docker Engine API): `unix:///path/to/docker.sock`, `tcp://host:port`
+    /// or `http://host:port`. When it answers at start, the embedded docker executor (runtime
+    /// `container`) becomes the node's default executor, next to `--executor`.
+    #[arg(long, default_value = swarm_node::DEFAULT_ENGINE_ADDR, value_name = "ADDR")]
+    engine_addr: String,
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +102,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         heartbeat_tick: args.heartbeat_tick,
         election_tick: args.election_tick,
         executor: ExecutorChoice::parse(&args.executor),
+        engine_addr: args.engine_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

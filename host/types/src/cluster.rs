@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{Annotations, Meta};
+use crate::plugin::check_plugin_ref;
 use crate::validate::ValidationError;
 
 /// Name of the one cluster object.
@@ -39,6 +40,9 @@ pub struct ClusterSpec {
     pub orchestration: OrchestrationConfig,
     pub dispatcher: DispatcherConfig,
     pub raft: RaftConfigSpec,
+    /// The scheduler plugin (an installed plugin's name); empty: the embedded default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub scheduler: String,
 }
 
 impl ClusterSpec {
@@ -62,10 +66,12 @@ impl ClusterSpec {
                 heartbeat_tick: 1,
                 election_tick: 10,
             },
+            scheduler: String::new(),
         }
     }
 
     pub fn validate(&self) -> Result<(), ValidationError> {
+        check_plugin_ref("spec.scheduler", &self.scheduler)?;
         if self.dispatcher.heartbeat_period < Duration::from_millis(100) {
             return Err(ValidationError::new(
                 "spec.dispatcher.heartbeat_period",

@@ -9,9 +9,11 @@
 
 mod cluster;
 mod constraint;
+mod container;
 mod id;
 mod meta;
 mod node;
+mod plugin;
 mod resources;
 mod service;
 mod task;
@@ -22,11 +24,16 @@ pub use cluster::{
     RaftConfigSpec,
 };
 pub use constraint::{Constraint, ConstraintOp, node_satisfies};
+pub use container::{ContainerSpec, Mount, MountKind, RESERVED_LABEL_PREFIX};
 pub use id::{ID_LEN, new_id};
 pub use meta::{Annotations, Meta, Timestamp};
 pub use node::{
     Availability, EngineDescription, ManagerStatus, Membership, Node, NodeDescription, NodeRole,
     NodeSpec, NodeState, NodeStatus, Platform, Reachability,
+};
+pub use plugin::{
+    BUILTIN_EXECUTORS, ComponentBytes, MAX_PLUGIN_BYTES, PLUGIN_CAPABILITIES, Plugin, PluginKind,
+    PluginSpec, PluginStatus, check_digest, check_plugin_size,
 };
 pub use resources::{ResourceRequirements, Resources};
 pub use service::{

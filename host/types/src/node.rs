@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::{Annotations, Meta, Timestamp};
+use crate::plugin::check_plugin_ref;
 use crate::resources::Resources;
 use crate::validate::{ValidationError, check_labels};
 
@@ -54,11 +55,16 @@ pub struct NodeSpec {
     pub desired_role: NodeRole,
     pub membership: Membership,
     pub availability: Availability,
+    /// The executor plugin for this node's new tasks (an installed plugin's name); empty: the
+    /// node's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub executor: String,
 }
 
 impl NodeSpec {
     pub fn validate(&self) -> Result<(), ValidationError> {
-        check_labels("spec.annotations.labels", &self.annotations.labels)
+        check_labels("spec.annotations.labels", &self.annotations.labels)?;
+        check_plugin_ref("spec.executor", &self.executor)
     }
 }
 
@@ -86,9 +92,9 @@ pub struct NodeDescription {
     pub platform: Platform,
     pub resources: Resources,
     pub engine: EngineDescription,
-    /// The executor serving this node (e.g. `default`).
+    /// The node's default executor (`docker` when its container engine answers, else `default`).
     pub executor: String,
-    /// Runtimes the executor supports (`process`, `wasi`, ...).
+    /// Runtimes the node's executors support (`container`, `process`, `wasi`, ...).
     pub runtimes: Vec<String>,
 }
 

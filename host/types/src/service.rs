@@ -6,8 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::constraint::check_constraints;
+use crate::container::ContainerSpec;
 use crate::meta::{Annotations, Meta};
 use crate::node::Platform;
+use crate::plugin::check_plugin_ref;
 use crate::resources::ResourceRequirements;
 use crate::validate::{ValidationError, check_labels, check_name};
 
@@ -59,6 +61,7 @@ pub struct WasiSpec {
 pub enum Runtime {
     Process(ProcessSpec),
     Wasi(WasiSpec),
+    Container(ContainerSpec),
 }
 
 impl Runtime {
@@ -67,14 +70,16 @@ impl Runtime {
         match self {
             Runtime::Process(_) => "process",
             Runtime::Wasi(_) => "wasi",
+            Runtime::Container(_) => "container",
         }
     }
 
-    /// A one-line summary for tables: the command or module and its arguments.
+    /// A one-line summary for tables: the command, module or image and its arguments.
     pub fn summary(&self) -> String {
         let (head, args) = match self {
             Runtime::Process(p) => (&p.command, &p.args),
             Runtime::Wasi(w) => (&w.module, &w.args),
+            Runtime::Container(c) => (&c.image, &c.args),
         };
         std::iter::once(head.as_str())
             .chain(args.iter().map(String::as_str))
@@ -123,6 +128,10 @@ impl Runtime {
                     ));
                 }
                 check_env("spec.task.runtime.wasi.env", &w.env)
+            }
+            Runtime::Container(c) => {
+                c.validate("spec.task.runtime.container")?;
+                check_env("spec.task.runtime.container.env", &c.env)
             }
         }
     }
@@ -197,6 +206,10 @@ pub struct ServiceSpec {
     pub annotations: Annotations,
     pub task: TaskSpec,
     pub mode: ServiceMode,
+    /// The executor plugin for this service's tasks (an installed plugin's name); empty: each
+    /// node's choice.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub executor: String,
 }
 
 impl ServiceSpec {
@@ -204,6 +217,7 @@ impl ServiceSpec {
     pub fn validate(&self) -> Result<(), ValidationError> {
         check_name("spec.annotations.name", &self.annotations.name)?;
         check_labels("spec.annotations.labels", &self.annotations.labels)?;
+        check_plugin_ref("spec.executor", &self.executor)?;
         self.task.runtime.validate()?;
         self.task.resources.validate("spec.task.resources")?;
         check_constraints(
@@ -281,6 +295,7 @@ mod tests {
                 force_update: 0,
             },
             mode: ServiceMode::Replicated { replicas: 3 },
+            executor: String::new(),
         }
     }
 
@@ -337,6 +352,10 @@ mod tests {
                     }
                 }),
                 "spec.task.runtime.process.env[0]: \"NOVALUE\" must have the form NAME=VALUE",
+            ),
+            (
+                Box::new(|s| s.executor = "my executor".into()),
+                "spec.executor: \"my executor\" contains ' '",
             ),
         ];
         for (mutate, want) in cases {

@@ -137,6 +137,10 @@ pub struct Task {
     pub spec_version: u64,
     pub desired_state: TaskState,
     pub status: TaskStatus,
+    /// The executor the task runs on, fixed when it is assigned: the service's `spec.executor`,
+    /// else the node's; empty lets the agent choose by runtime.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub executor: String,
 }
 
 impl Task {

@@ -2,17 +2,11 @@
 //! `wasi` tasks through `wasi-runner`. It keeps no state: the capabilities hold it, keyed by task
 //! id, so the host may run each call in a fresh instance.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "swarm:plugin/executor-plugin@0.1.0",
-});
-
-use exports::swarm::plugin::executor::Guest;
-use swarm::plugin::log::log;
-use swarm::plugin::types::{
-    ExecutorError, ExecutorInfo, ExitStatus, LogLevel, Task, TaskRuntime, TaskState,
+use swarm_plugin_sdk::log::log;
+use swarm_plugin_sdk::types::{
+    ExecutorError, ExecutorInfo, LogLevel, Task, TaskRuntime, TaskState,
 };
-use swarm::plugin::{process, wasi_runner};
+use swarm_plugin_sdk::{Executor, process, wasi_runner};
 
 struct Plugin;
 
@@ -44,11 +38,12 @@ fn must_locate(task_id: &str) -> Result<(Runner, TaskState), ExecutorError> {
     locate(task_id).ok_or_else(|| error(format!("task {task_id} is not known to this executor")))
 }
 
-impl Guest for Plugin {
+impl Executor for Plugin {
     fn describe() -> ExecutorInfo {
         ExecutorInfo {
             name: "default".to_owned(),
             runtimes: vec!["process".to_owned(), "wasi".to_owned()],
+            engine: None,
         }
     }
 
@@ -70,6 +65,9 @@ impl Guest for Plugin {
             TaskRuntime::Wasi(spec) => {
                 wasi_runner::prepare(&task.id, &spec, task.limits).map_err(error)
             }
+            TaskRuntime::Container(_) => Err(error(
+                "the default executor does not run containers: use the docker executor",
+            )),
         }
     }
 
@@ -81,14 +79,6 @@ impl Guest for Plugin {
             },
             (_, TaskState::Running) => Err(error(format!("task {task_id} is already running"))),
             (_, _) => Err(error(format!("task {task_id} has already run"))),
-        }
-    }
-
-    fn wait(task_id: String) -> Result<ExitStatus, ExecutorError> {
-        match must_locate(&task_id)? {
-            (_, TaskState::Prepared) => Err(error(format!("task {task_id} is not started"))),
-            (Runner::Process, _) => process::wait(&task_id).map_err(error),
-            (Runner::Wasi, _) => wasi_runner::wait(&task_id).map_err(error),
         }
     }
 
@@ -115,4 +105,4 @@ impl Guest for Plugin {
     }
 }
 
-export!(Plugin);
+swarm_plugin_sdk::export_executor!(Plugin);

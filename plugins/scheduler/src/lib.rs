@@ -5,13 +5,8 @@ use std::cell::RefCell;
 
 use swarm_scheduler_core as core;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "swarm:plugin/scheduler-plugin@0.1.0",
-});
-
-use exports::swarm::plugin::scheduler::Guest;
-use swarm::plugin::types::{
+use swarm_plugin_sdk::Scheduler;
+use swarm_plugin_sdk::types::{
     GroupResult, NodeAvailability, NodeInfo, NodeRole, NodeStatus, Resources, TaskGroup,
 };
 
@@ -21,7 +16,7 @@ thread_local! {
 
 struct Plugin;
 
-impl Guest for Plugin {
+impl Scheduler for Plugin {
     fn update_nodes(upserts: Vec<NodeInfo>, removals: Vec<String>) {
         let upserts = upserts.into_iter().map(node_from_wit).collect();
         SCHEDULER.with(|scheduler| scheduler.borrow_mut().update_nodes(upserts, &removals));
@@ -105,4 +100,4 @@ fn group_from_wit(group: TaskGroup) -> core::TaskGroup {
     }
 }
 
-export!(Plugin);
+swarm_plugin_sdk::export_scheduler!(Plugin);

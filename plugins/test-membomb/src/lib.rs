@@ -1,22 +1,8 @@
-//! A test guest whose every call allocates memory without bound, as a scheduler and as an
-//! executor.
+//! A test guest whose every call allocates memory without bound, as a scheduler, an executor
+//! and a discovery backend.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    inline: "
-        package swarm-test:membomb;
-        world membomb {
-            include swarm:plugin/scheduler-plugin@0.1.0;
-            include swarm:plugin/executor-plugin@0.1.0;
-        }
-    ",
-    world: "swarm-test:membomb/membomb",
-    generate_all,
-});
-
-use exports::swarm::plugin::{executor, scheduler};
-use swarm::plugin::types::{
-    ExecutorError, ExecutorInfo, ExitStatus, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
+use swarm_plugin_sdk::types::{
+    DiscoveryError, ExecutorError, ExecutorInfo, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
 };
 
 fn bomb() -> ! {
@@ -29,7 +15,7 @@ fn bomb() -> ! {
 
 struct Plugin;
 
-impl scheduler::Guest for Plugin {
+impl swarm_plugin_sdk::Scheduler for Plugin {
     fn update_nodes(_upserts: Vec<NodeInfo>, _removals: Vec<String>) {
         bomb()
     }
@@ -38,7 +24,7 @@ impl scheduler::Guest for Plugin {
     }
 }
 
-impl executor::Guest for Plugin {
+impl swarm_plugin_sdk::Executor for Plugin {
     fn describe() -> ExecutorInfo {
         bomb()
     }
@@ -46,9 +32,6 @@ impl executor::Guest for Plugin {
         bomb()
     }
     fn start(_task_id: String) -> Result<(), ExecutorError> {
-        bomb()
-    }
-    fn wait(_task_id: String) -> Result<ExitStatus, ExecutorError> {
         bomb()
     }
     fn shutdown(_task_id: String, _timeout_ms: u64) -> Result<(), ExecutorError> {
@@ -62,4 +45,21 @@ impl executor::Guest for Plugin {
     }
 }
 
-export!(Plugin);
+impl swarm_plugin_sdk::Discovery for Plugin {
+    fn schemes() -> Vec<String> {
+        bomb()
+    }
+    fn initialize(_uri: String, _heartbeat_ms: u64, _ttl_ms: u64) -> Result<(), DiscoveryError> {
+        bomb()
+    }
+    fn watch() -> Result<Vec<String>, DiscoveryError> {
+        bomb()
+    }
+    fn register(_addr: String) -> Result<(), DiscoveryError> {
+        bomb()
+    }
+}
+
+swarm_plugin_sdk::export_scheduler!(Plugin);
+swarm_plugin_sdk::export_executor!(Plugin);
+swarm_plugin_sdk::export_discovery!(Plugin);

@@ -1,22 +1,8 @@
-//! A test guest whose every call loops forever, as a scheduler and as an
-//! executor.
+//! A test guest whose every call loops forever, as a scheduler, an executor
+//! and a discovery backend.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    inline: "
-        package swarm-test:spin;
-        world spin {
-            include swarm:plugin/scheduler-plugin@0.1.0;
-            include swarm:plugin/executor-plugin@0.1.0;
-        }
-    ",
-    world: "swarm-test:spin/spin",
-    generate_all,
-});
-
-use exports::swarm::plugin::{executor, scheduler};
-use swarm::plugin::types::{
-    ExecutorError, ExecutorInfo, ExitStatus, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
+use swarm_plugin_sdk::types::{
+    DiscoveryError, ExecutorError, ExecutorInfo, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
 };
 
 fn spin() -> ! {
@@ -28,7 +14,7 @@ fn spin() -> ! {
 
 struct Plugin;
 
-impl scheduler::Guest for Plugin {
+impl swarm_plugin_sdk::Scheduler for Plugin {
     fn update_nodes(_upserts: Vec<NodeInfo>, _removals: Vec<String>) {
         spin()
     }
@@ -37,7 +23,7 @@ impl scheduler::Guest for Plugin {
     }
 }
 
-impl executor::Guest for Plugin {
+impl swarm_plugin_sdk::Executor for Plugin {
     fn describe() -> ExecutorInfo {
         spin()
     }
@@ -45,9 +31,6 @@ impl executor::Guest for Plugin {
         spin()
     }
     fn start(_task_id: String) -> Result<(), ExecutorError> {
-        spin()
-    }
-    fn wait(_task_id: String) -> Result<ExitStatus, ExecutorError> {
         spin()
     }
     fn shutdown(_task_id: String, _timeout_ms: u64) -> Result<(), ExecutorError> {
@@ -61,4 +44,21 @@ impl executor::Guest for Plugin {
     }
 }
 
-export!(Plugin);
+impl swarm_plugin_sdk::Discovery for Plugin {
+    fn schemes() -> Vec<String> {
+        spin()
+    }
+    fn initialize(_uri: String, _heartbeat_ms: u64, _ttl_ms: u64) -> Result<(), DiscoveryError> {
+        spin()
+    }
+    fn watch() -> Result<Vec<String>, DiscoveryError> {
+        spin()
+    }
+    fn register(_addr: String) -> Result<(), DiscoveryError> {
+        spin()
+    }
+}
+
+swarm_plugin_sdk::export_scheduler!(Plugin);
+swarm_plugin_sdk::export_executor!(Plugin);
+swarm_plugin_sdk::export_discovery!(Plugin);

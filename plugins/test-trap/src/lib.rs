@@ -1,22 +1,8 @@
-//! A test guest whose every call traps (an `unreachable` instruction), as a scheduler and as an
-//! executor.
+//! A test guest whose every call traps (an `unreachable` instruction), as a scheduler, an executor
+//! and a discovery backend.
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    inline: "
-        package swarm-test:trap;
-        world trap {
-            include swarm:plugin/scheduler-plugin@0.1.0;
-            include swarm:plugin/executor-plugin@0.1.0;
-        }
-    ",
-    world: "swarm-test:trap/trap",
-    generate_all,
-});
-
-use exports::swarm::plugin::{executor, scheduler};
-use swarm::plugin::types::{
-    ExecutorError, ExecutorInfo, ExitStatus, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
+use swarm_plugin_sdk::types::{
+    DiscoveryError, ExecutorError, ExecutorInfo, GroupResult, NodeInfo, Task, TaskGroup, TaskState,
 };
 
 fn trap() -> ! {
@@ -25,7 +11,7 @@ fn trap() -> ! {
 
 struct Plugin;
 
-impl scheduler::Guest for Plugin {
+impl swarm_plugin_sdk::Scheduler for Plugin {
     fn update_nodes(_upserts: Vec<NodeInfo>, _removals: Vec<String>) {
         trap()
     }
@@ -34,7 +20,7 @@ impl scheduler::Guest for Plugin {
     }
 }
 
-impl executor::Guest for Plugin {
+impl swarm_plugin_sdk::Executor for Plugin {
     fn describe() -> ExecutorInfo {
         trap()
     }
@@ -42,9 +28,6 @@ impl executor::Guest for Plugin {
         trap()
     }
     fn start(_task_id: String) -> Result<(), ExecutorError> {
-        trap()
-    }
-    fn wait(_task_id: String) -> Result<ExitStatus, ExecutorError> {
         trap()
     }
     fn shutdown(_task_id: String, _timeout_ms: u64) -> Result<(), ExecutorError> {
@@ -58,4 +41,21 @@ impl executor::Guest for Plugin {
     }
 }
 
-export!(Plugin);
+impl swarm_plugin_sdk::Discovery for Plugin {
+    fn schemes() -> Vec<String> {
+        trap()
+    }
+    fn initialize(_uri: String, _heartbeat_ms: u64, _ttl_ms: u64) -> Result<(), DiscoveryError> {
+        trap()
+    }
+    fn watch() -> Result<Vec<String>, DiscoveryError> {
+        trap()
+    }
+    fn register(_addr: String) -> Result<(), DiscoveryError> {
+        trap()
+    }
+}
+
+swarm_plugin_sdk::export_scheduler!(Plugin);
+swarm_plugin_sdk::export_executor!(Plugin);
+swarm_plugin_sdk::export_discovery!(Plugin);

@@ -98,6 +98,7 @@ fn host_config(tasks_dir: &Path) -> HostConfig {
         tasks_dir: tasks_dir.to_owned(),
         call_deadline: Duration::from_secs(5),
         memory_limit_bytes: 64 << 20,
+        engine_addr: None,
     }
 }
 
@@ -114,7 +115,11 @@ impl RunningAgent {
     pub async fn start(dirs: &NodeDirs, manager_addr: &str) -> RunningAgent {
         let host = PluginHost::new(host_config(&dirs.tasks_dir())).expect("plugin host");
         let executor = host
-            .load_executor("default", swarm_plugin_artifacts::EXECUTOR_DEFAULT)
+            .load_executor(
+                "default",
+                swarm_plugin_artifacts::EXECUTOR_DEFAULT,
+                swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+            )
             .expect("load the default executor");
         let config = AgentConfig {
             node_id: NODE_ID.to_string(),
@@ -185,6 +190,7 @@ pub fn process_task(id: &str, command: &str, args: &[&str]) -> Task {
             force_update: 0,
         },
         spec_version: 1,
+        executor: String::new(),
         desired_state: TaskState::Running,
         status: TaskStatus {
             state: TaskState::Assigned,

@@ -93,6 +93,7 @@ impl TestDispatcher {
         let sequence = inner.sequence;
         if let Some(stream) = &inner.assignment_stream {
             let _ = stream.send(Ok(pb::AssignmentsMessage {
+                plugins: Vec::new(),
                 r#type: pb::assignments_message::Type::Incremental as i32,
                 applies_to: (sequence + 100).to_string(),
                 results_in: (sequence + 101).to_string(),
@@ -183,6 +184,7 @@ fn send_incremental(inner: &mut Inner, change: pb::AssignmentChange) {
     inner.sequence += 1;
     if let Some(stream) = &inner.assignment_stream {
         let _ = stream.send(Ok(pb::AssignmentsMessage {
+            plugins: Vec::new(),
             r#type: pb::assignments_message::Type::Incremental as i32,
             applies_to: applies_to.to_string(),
             results_in: inner.sequence.to_string(),
@@ -263,6 +265,7 @@ impl Dispatcher for TestDispatcher {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut inner = self.inner.lock();
         let _ = sender.send(Ok(pb::AssignmentsMessage {
+            plugins: Vec::new(),
             r#type: pb::assignments_message::Type::Complete as i32,
             applies_to: String::new(),
             results_in: inner.sequence.to_string(),

@@ -5,6 +5,7 @@
 mod control;
 mod dispatcher;
 mod orchestrator;
+mod plugins;
 mod raft;
 mod scheduler;
 mod support;

@@ -342,6 +342,7 @@ pub fn ready_node(id: &str, labels: &[(&str, &str)]) -> Node {
             desired_role: NodeRole::Worker,
             membership: Membership::Accepted,
             availability: Availability::Active,
+            executor: String::new(),
         },
         role: NodeRole::Worker,
         description: Some(NodeDescription {
@@ -390,6 +391,7 @@ pub fn service_spec(name: &str, replicas: u64) -> ServiceSpec {
             force_update: 0,
         },
         mode: ServiceMode::Replicated { replicas },
+        executor: String::new(),
     }
 }
 
@@ -427,7 +429,7 @@ pub fn summary(t: &Task) -> String {
 
 /// One plugin host (on temporary directories) for the whole test binary, so the scheduler
 /// component is compiled once.
-fn plugin_host() -> &'static PluginHost {
+pub fn plugin_host() -> &'static PluginHost {
     static HOST: OnceLock<(tempfile::TempDir, PluginHost)> = OnceLock::new();
     &HOST
         .get_or_init(|| {
@@ -444,6 +446,7 @@ fn host_config(dir: &Path) -> HostConfig {
         tasks_dir: dir.join("tasks"),
         call_deadline: Duration::from_secs(10),
         memory_limit_bytes: 256 << 20,
+        engine_addr: None,
     }
 }
 
@@ -474,6 +477,7 @@ pub fn task_of(service: &Service, slot: u64, node_id: &str, state: TaskState) ->
         node_id: node_id.to_string(),
         spec: service.spec.task.clone(),
         spec_version: service.spec_version,
+        executor: String::new(),
         desired_state: TaskState::Running,
         status: swarm_types::TaskStatus {
             state,

@@ -24,10 +24,15 @@ async fn compiled_components_are_cached_and_checked() {
         tasks_dir: dir.path().join("tasks"),
         call_deadline: std::time::Duration::from_secs(5),
         memory_limit_bytes: 64 << 20,
+        engine_addr: None,
     };
     let host = must_host(config.clone());
-    host.load_executor("default", artifacts::EXECUTOR_DEFAULT)
-        .expect("load");
+    host.load_executor(
+        "default",
+        artifacts::EXECUTOR_DEFAULT,
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    )
+    .expect("load");
     let files = cache_files(&config.cache_dir);
     assert_eq!(files.len(), 1, "{files:?}");
     let written = std::fs::read(&files[0]).expect("read cache file");
@@ -36,7 +41,11 @@ async fn compiled_components_are_cached_and_checked() {
     // A new host uses the file as it is.
     let host = must_host(config.clone());
     let executor = host
-        .load_executor("default", artifacts::EXECUTOR_DEFAULT)
+        .load_executor(
+            "default",
+            artifacts::EXECUTOR_DEFAULT,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .expect("load from cache");
     assert_eq!(executor.describe().await.expect("describe").name, "default");
     assert_eq!(std::fs::read(&files[0]).expect("read cache file"), written);
@@ -49,7 +58,11 @@ async fn compiled_components_are_cached_and_checked() {
     std::fs::write(&files[0], &corrupt).expect("corrupt cache file");
     let host = PluginHost::new(config.clone()).expect("host");
     let executor = host
-        .load_executor("default", artifacts::EXECUTOR_DEFAULT)
+        .load_executor(
+            "default",
+            artifacts::EXECUTOR_DEFAULT,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .expect("load after corruption");
     assert_eq!(executor.describe().await.expect("describe").name, "default");
     assert_eq!(std::fs::read(&files[0]).expect("read cache file"), written);
@@ -57,6 +70,10 @@ async fn compiled_components_are_cached_and_checked() {
     drop(host);
     std::fs::write(&files[0], b"").expect("truncate cache file");
     let host = PluginHost::new(config).expect("host");
-    host.load_executor("default", artifacts::EXECUTOR_DEFAULT)
-        .expect("load after truncation");
+    host.load_executor(
+        "default",
+        artifacts::EXECUTOR_DEFAULT,
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    )
+    .expect("load after truncation");
 }

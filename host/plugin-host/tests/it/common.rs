@@ -20,6 +20,7 @@ pub fn config(tasks_dir: &Path) -> HostConfig {
         tasks_dir: tasks_dir.to_owned(),
         call_deadline: Duration::from_secs(5),
         memory_limit_bytes: 64 << 20,
+        engine_addr: None,
     }
 }
 

@@ -51,8 +51,12 @@ fn wasi_task(id: &str, args: &[&str]) -> ExecTask {
 }
 
 fn must_executor(host: &PluginHost) -> ExecutorPlugin {
-    host.load_executor("default", artifacts::EXECUTOR_DEFAULT)
-        .expect("load executor")
+    host.load_executor(
+        "default",
+        artifacts::EXECUTOR_DEFAULT,
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    )
+    .expect("load executor")
 }
 
 async fn must_run(executor: &ExecutorPlugin, task: &ExecTask) {
@@ -64,8 +68,8 @@ async fn must_run(executor: &ExecutorPlugin, task: &ExecTask) {
     executor.start(&task.id).await.expect("start");
 }
 
-fn logs(host: &PluginHost, task_id: &str, stream: LogStream) -> String {
-    String::from_utf8_lossy(&host.read_logs(task_id, stream, 0).expect("logs")).into_owned()
+async fn logs(host: &PluginHost, task_id: &str, stream: LogStream) -> String {
+    String::from_utf8_lossy(&host.read_logs(task_id, stream, 0).await.expect("logs")).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,10 +90,12 @@ async fn runs_a_process_to_its_exit_code() {
     must_run(&executor, &task).await;
     let exit = executor.wait("t1").await.expect("wait");
     assert_eq!((exit.code, exit.signal), (3, None), "{exit:?}");
-    assert_eq!(logs(&host, "t1", LogStream::Stdout), "hi\n");
-    assert_eq!(logs(&host, "t1", LogStream::Stderr), "oops\n");
+    assert_eq!(logs(&host, "t1", LogStream::Stdout).await, "hi\n");
+    assert_eq!(logs(&host, "t1", LogStream::Stderr).await, "oops\n");
     assert_eq!(
-        host.read_logs("t1", LogStream::Stdout, 2).expect("tail"),
+        host.read_logs("t1", LogStream::Stdout, 2)
+            .await
+            .expect("tail"),
         b"i\n"
     );
     assert!(matches!(
@@ -104,7 +110,7 @@ async fn runs_a_process_to_its_exit_code() {
         executor.inspect("t1").await.expect("inspect"),
         TaskRuntimeState::Missing
     );
-    assert!(host.read_logs("t1", LogStream::Stdout, 0).is_err());
+    assert!(host.read_logs("t1", LogStream::Stdout, 0).await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,14 +176,14 @@ async fn runs_a_wasi_task() {
     let exit = executor.wait("w1").await.expect("wait");
     // WASI 0.2's `wasi:cli/exit` carries only success or failure: any non-zero code becomes 1.
     assert_eq!(exit.code, 1, "{exit:?}");
-    let stdout = logs(&host, "w1", LogStream::Stdout);
+    let stdout = logs(&host, "w1", LogStream::Stdout).await;
     assert!(
         stdout.contains("args=[\"echo\", \"hello\", \"exit\", \"4\"] SAMPLE_MESSAGE=from-the-test"),
         "{stdout}"
     );
     assert!(stdout.contains("hello\n"), "{stdout}");
     assert_eq!(
-        logs(&host, "w1", LogStream::Stderr),
+        logs(&host, "w1", LogStream::Stderr).await,
         "sample-task stderr line\n"
     );
 }

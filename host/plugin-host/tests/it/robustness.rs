@@ -23,6 +23,9 @@ fn kind(error: &PluginError) -> &'static str {
         PluginError::DeadlineExceeded { .. } => "deadline",
         PluginError::MemoryLimit { .. } => "memory",
         PluginError::WrongWorld { .. } => "wrong-world",
+        PluginError::Version { .. } => "version",
+        PluginError::NotGranted { .. } => "not-granted",
+        PluginError::Quarantined { .. } => "quarantined",
         PluginError::Invalid { .. } => "invalid",
         PluginError::Instantiate { .. } => "instantiate",
         PluginError::Guest { .. } => "guest",
@@ -34,7 +37,11 @@ fn kind(error: &PluginError) -> &'static str {
 /// The good plugins still work on `host`.
 async fn must_still_serve(host: &PluginHost) {
     let executor = host
-        .load_executor("default", artifacts::EXECUTOR_DEFAULT)
+        .load_executor(
+            "default",
+            artifacts::EXECUTOR_DEFAULT,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .expect("load executor");
     assert_eq!(executor.describe().await.expect("describe").name, "default");
     let mut scheduler = host
@@ -62,7 +69,9 @@ async fn bad_guests_fail_their_calls_with_the_right_error() {
         ("spin", artifacts::TEST_SPIN, "deadline"),
         ("membomb", artifacts::TEST_MEMBOMB, "memory"),
     ] {
-        let executor = host.load_executor(name, bytes).expect("load executor");
+        let executor = host
+            .load_executor(name, bytes, swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS)
+            .expect("load executor");
         for _ in 0..2 {
             let error = executor.describe().await.expect_err("describe fails");
             assert_eq!(kind(&error), expected, "{name}: {error}");
@@ -88,10 +97,18 @@ async fn a_spinning_guest_does_not_hold_up_other_calls() {
     config.call_deadline = Duration::from_secs(5);
     let host = must_host(config);
     let spin = host
-        .load_executor("spin", artifacts::TEST_SPIN)
+        .load_executor(
+            "spin",
+            artifacts::TEST_SPIN,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .expect("load spin");
     let good = host
-        .load_executor("default", artifacts::EXECUTOR_DEFAULT)
+        .load_executor(
+            "default",
+            artifacts::EXECUTOR_DEFAULT,
+            swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+        )
         .expect("load executor");
     // Two spinning calls on a two-thread runtime: they yield at every epoch tick.
     let spinners: Vec<_> = (0..2)
@@ -112,7 +129,11 @@ async fn a_spinning_guest_does_not_hold_up_other_calls() {
 async fn wrong_worlds_are_refused_at_load_time() {
     let tasks = tempfile::tempdir().expect("temp dir");
     let host = must_host(config(tasks.path()));
-    let Err(error) = host.load_executor("wrong", artifacts::TEST_WRONG_WORLD) else {
+    let Err(error) = host.load_executor(
+        "wrong",
+        artifacts::TEST_WRONG_WORLD,
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    ) else {
         panic!("the wrong world loaded as an executor");
     };
     let message = error.to_string();
@@ -120,7 +141,7 @@ async fn wrong_worlds_are_refused_at_load_time() {
         matches!(error, PluginError::WrongWorld { expected, .. } if expected == EXECUTOR_INTERFACE),
         "{message}"
     );
-    assert!(message.contains("swarm:plugin/executor@0.1.0"), "{message}");
+    assert!(message.contains("swarm:plugin/executor@0.2.0"), "{message}");
     assert!(message.contains("swarm-test:wrong/greeter"), "{message}");
     let Err(error) = host.load_scheduler("wrong", artifacts::TEST_WRONG_WORLD) else {
         panic!("the wrong world loaded as a scheduler");
@@ -130,7 +151,11 @@ async fn wrong_worlds_are_refused_at_load_time() {
         "{error}"
     );
     // A scheduler is not an executor, and an executor is not a scheduler.
-    let Err(error) = host.load_executor("scheduler", artifacts::SCHEDULER) else {
+    let Err(error) = host.load_executor(
+        "scheduler",
+        artifacts::SCHEDULER,
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    ) else {
         panic!("the scheduler loaded as an executor");
     };
     assert_eq!(kind(&error), "wrong-world", "{error}");
@@ -144,7 +169,11 @@ async fn wrong_worlds_are_refused_at_load_time() {
 async fn garbage_is_not_a_component() {
     let tasks = tempfile::tempdir().expect("temp dir");
     let host = must_host(config(tasks.path()));
-    let Err(error) = host.load_executor("garbage", b"definitely not wasm") else {
+    let Err(error) = host.load_executor(
+        "garbage",
+        b"definitely not wasm",
+        swarm_plugin_host::DEFAULT_EXECUTOR_GRANTS,
+    ) else {
         panic!("garbage loaded");
     };
     assert_eq!(kind(&error), "invalid", "{error}");

@@ -1,6 +1,7 @@
 //! Integration tests of swarm-store through its public API: one binary, one module per area.
 
 mod indexes;
+mod plugins;
 mod rules;
 mod snapshot;
 mod support;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use swarm_store::{Action, Batch, MemoryStore, Object, ObjectKind, StoreRead, StoreSnapshot};
 use swarm_types::{
-    Annotations, Cluster, ClusterSpec, Meta, Node, ProcessSpec, Runtime, Service, ServiceMode,
-    ServiceSpec, Task, TaskSpec, TaskState, Timestamp,
+    Annotations, Cluster, ClusterSpec, ComponentBytes, Meta, Node, Plugin, PluginKind, PluginSpec,
+    ProcessSpec, Runtime, Service, ServiceMode, ServiceSpec, Task, TaskSpec, TaskState, Timestamp,
 };
 
 pub fn task_spec() -> TaskSpec {
@@ -37,6 +37,7 @@ pub fn task(id: &str, service_id: &str, slot: u64) -> Task {
         node_id: String::new(),
         spec: task_spec(),
         spec_version: 1,
+        executor: String::new(),
         desired_state: TaskState::Running,
         status: Default::default(),
     }
@@ -60,6 +61,7 @@ pub fn service(id: &str, name: &str) -> Service {
             },
             task: task_spec(),
             mode: ServiceMode::Replicated { replicas: 1 },
+            executor: String::new(),
         },
         spec_version: 1,
     }
@@ -82,6 +84,26 @@ pub fn cluster(id: &str, name: &str) -> Cluster {
     }
 }
 
+/// An executor plugin whose component is `bytes` (the digest is made up from the first byte).
+pub fn plugin(id: &str, name: &str, bytes: &[u8]) -> Plugin {
+    Plugin {
+        id: id.into(),
+        meta: Meta::default(),
+        spec: PluginSpec {
+            annotations: Annotations {
+                name: name.into(),
+                labels: Default::default(),
+            },
+            kind: PluginKind::Executor,
+            capabilities: vec!["process".into()],
+        },
+        digest: format!("sha256:{:064x}", bytes.first().copied().unwrap_or(0)),
+        size_bytes: bytes.len() as u64,
+        component: ComponentBytes::new(bytes),
+        ..Default::default()
+    }
+}
+
 /// `object` as read back at `version` (what an update built from a read carries).
 pub fn at<T: Versioned>(mut object: T, version: u64) -> T {
     object.meta_mut().version = version;
@@ -101,7 +123,7 @@ macro_rules! versioned {
         }
     )*};
 }
-versioned!(Node, Service, Task, Cluster);
+versioned!(Node, Service, Task, Cluster, Plugin);
 
 pub fn stamp(nanos: i64) -> Timestamp {
     Timestamp::from_unix_nanos(nanos)
@@ -160,7 +182,7 @@ macro_rules! has_id {
         }
     )*};
 }
-has_id!(Node, Service, Task, Cluster);
+has_id!(Node, Service, Task, Cluster, Plugin);
 
 /// Every index query agrees with a brute-force scan of the tables, and counts agree with
 /// listings. Works on read and write transactions alike.
@@ -170,6 +192,7 @@ pub fn must_be_consistent(tx: &impl StoreRead) {
     assert_eq!(tx.nodes().count(), tx.node_count(), "node_count");
     assert_eq!(tx.services().count(), tx.service_count(), "service_count");
     assert_eq!(tx.clusters().count(), tx.cluster_count(), "cluster_count");
+    assert_eq!(tx.plugins().count(), tx.plugin_count(), "plugin_count");
     let sorted = |v: Vec<String>| {
         let mut s = v.clone();
         s.sort();
@@ -179,6 +202,7 @@ pub fn must_be_consistent(tx: &impl StoreRead) {
     sorted(ids(tx.tasks()));
     sorted(ids(tx.nodes()));
     sorted(ids(tx.services()));
+    sorted(ids(tx.plugins()));
 
     let mut by_service: BTreeMap<&str, Vec<(u64, &str)>> = BTreeMap::new();
     let mut by_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
@@ -252,6 +276,14 @@ pub fn must_be_consistent(tx: &impl StoreRead) {
         assert_eq!(
             tx.cluster_by_name(&c.spec.annotations.name).map(|x| &x.id),
             Some(&c.id)
+        );
+    }
+    for p in tx.plugins() {
+        assert_eq!(tx.plugin(&p.id).map(|x| &x.id), Some(&p.id));
+        assert_eq!(
+            tx.plugin_by_name(&p.spec.annotations.name.to_ascii_uppercase())
+                .map(|x| &x.id),
+            Some(&p.id)
         );
     }
 }

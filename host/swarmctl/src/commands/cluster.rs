@@ -29,6 +29,7 @@ pub async fn run(
             cluster,
             task_history_limit,
             heartbeat_period,
+            scheduler,
         } => {
             let cluster = resolve("cluster", &cluster, &clusters, |_| false)?;
             let mut spec = cluster.spec.clone();
@@ -37,6 +38,9 @@ pub async fn run(
             }
             if let Some(period) = heartbeat_period {
                 spec.dispatcher.heartbeat_period = period;
+            }
+            if let Some(scheduler) = scheduler {
+                spec.scheduler = scheduler;
             }
             let updated = manager.update_cluster(cluster, spec).await?;
             writeln!(out, "{}", updated.id)?;
@@ -65,6 +69,14 @@ fn fields(c: &t::Cluster, now: t::Timestamp) -> String {
         ("ID", c.id.clone()),
         ("Name", s.annotations.name.clone()),
         ("Labels", render::labels(&s.annotations.labels)),
+        (
+            "Scheduler",
+            if s.scheduler.is_empty() {
+                "default (embedded)".to_string()
+            } else {
+                s.scheduler.clone()
+            },
+        ),
         (
             "Task history limit",
             s.orchestration.task_history_retention_limit.to_string(),

@@ -1,8 +1,9 @@
-//! The commands, one module per object kind, and what they share: the connection settings,
+//! The commands, one module per object kind (and plugins), and what they share: the connection settings,
 //! output format, and the task table used by `task ls` and `service inspect`.
 
 pub mod cluster;
 pub mod node;
+pub mod plugin;
 pub mod service;
 pub mod task;
 

@@ -53,6 +53,7 @@ async fn set_availability(
         availability: Some(availability),
         label_add: Vec::new(),
         label_rm: Vec::new(),
+        executor: None,
     };
     update(manager, args, out).await
 }
@@ -84,6 +85,9 @@ fn apply(mut spec: t::NodeSpec, args: &NodeUpdateArgs) -> t::NodeSpec {
     }
     for (key, value) in &args.label_add {
         spec.annotations.labels.insert(key.clone(), value.clone());
+    }
+    if let Some(executor) = &args.executor {
+        spec.executor = executor.clone();
     }
     spec
 }
@@ -176,6 +180,7 @@ fn fields(n: &t::Node, now: t::Timestamp) -> String {
         ("Platform", platform),
         ("Resources", render::resources(&description.resources)),
         ("Executor", description.executor.clone()),
+        ("Executor plugin", n.spec.executor.clone()),
         ("Runtimes", description.runtimes.join(", ")),
         ("Engine version", description.engine.version.clone()),
         ("Engine labels", render::labels(&description.engine.labels)),
@@ -202,9 +207,11 @@ mod tests {
                 ("ssd".into(), String::new()),
             ],
             label_rm: vec!["old".into(), "zone".into()],
+            executor: Some("runner".into()),
         };
         let spec = apply(spec, &args);
         assert_eq!(spec.availability, t::Availability::Drain);
+        assert_eq!(spec.executor, "runner");
         assert_eq!(render::labels(&spec.annotations.labels), "ssd=, zone=west");
     }
 }

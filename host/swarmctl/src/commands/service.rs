@@ -9,7 +9,7 @@ use swarm_types as t;
 
 use super::{Context, Names, sort_services};
 use crate::cli::{
-    Format, ModeArg, ResourceArgs, RestartArgs, RestartConditionArg, ServiceCommand,
+    ContainerArgs, Format, ModeArg, ResourceArgs, RestartArgs, RestartConditionArg, ServiceCommand,
     ServiceCreateArgs, ServiceUpdateArgs,
 };
 use crate::client::{Manager, ServiceStatus};
@@ -194,6 +194,27 @@ fn fields(service: &t::Service, status: Option<&ServiceStatus>, now: t::Timestam
             ],
             &w.env,
         ),
+        t::Runtime::Container(c) => (
+            vec![
+                ("Runtime", "container".to_string()),
+                ("Image", c.image.clone()),
+                ("Entrypoint", c.entrypoint.join(" ")),
+                ("Args", c.args.join(" ")),
+                ("Workdir", c.workdir.clone().unwrap_or_default()),
+                ("User", c.user.clone().unwrap_or_default()),
+                ("Hostname", c.hostname.clone().unwrap_or_default()),
+                (
+                    "Mounts",
+                    c.mounts
+                        .iter()
+                        .map(t::Mount::summary)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                ("Container labels", render::labels(&c.labels)),
+            ],
+            &c.env,
+        ),
     };
     let pending = status
         .filter(|s| s.pending > 0)
@@ -226,6 +247,7 @@ fn fields(service: &t::Service, status: Option<&ServiceStatus>, now: t::Timestam
     ];
     pairs.extend(runtime_pairs);
     pairs.extend([
+        ("Executor", spec.executor.clone()),
         ("Env", env.join(" ")),
         (
             "Reservations",
@@ -273,10 +295,26 @@ fn create_spec(args: &ServiceCreateArgs) -> Result<t::ServiceSpec, CliError> {
             ));
         }
     };
-    let runtime = match &args.runtime.wasi {
-        Some(file) => {
+    if args.runtime.image.is_none() {
+        refuse_container_flags(&args.container)?;
+    }
+    let runtime = match (&args.runtime.wasi, &args.runtime.image) {
+        (_, Some(image)) => t::Runtime::Container(t::ContainerSpec {
+            image: image.clone(),
+            entrypoint: split_command(args.container.entrypoint.as_deref()),
+            args: args.args.clone(),
+            env: args.env.clone(),
+            labels: args.container.container_labels.iter().cloned().collect(),
+            mounts: args.container.mounts.clone(),
+            workdir: args.workdir.clone(),
+            user: args.container.user.clone(),
+            hostname: args.container.hostname.clone(),
+        }),
+        (Some(file), None) => {
             if args.workdir.is_some() {
-                return Err(CliError::user("--workdir applies to --process only"));
+                return Err(CliError::user(
+                    "--workdir applies to --process and --image only",
+                ));
             }
             t::Runtime::Wasi(t::WasiSpec {
                 module: wasi_module(file)?,
@@ -284,7 +322,7 @@ fn create_spec(args: &ServiceCreateArgs) -> Result<t::ServiceSpec, CliError> {
                 env: args.env.clone(),
             })
         }
-        None => {
+        (None, None) => {
             let Some((command, rest)) = args.args.split_first() else {
                 return Err(CliError::user(
                     "--process needs a command: swarmctl service create --name web --process -- sleep 1000",
@@ -318,7 +356,31 @@ fn create_spec(args: &ServiceCreateArgs) -> Result<t::ServiceSpec, CliError> {
         },
         task,
         mode,
+        executor: args.executor.clone().unwrap_or_default(),
     })
+}
+
+/// Container-only flags given without `--image`.
+fn refuse_container_flags(container: &ContainerArgs) -> Result<(), CliError> {
+    let given = [
+        ("--entrypoint", container.entrypoint.is_some()),
+        ("--mount", !container.mounts.is_empty()),
+        ("--container-label", !container.container_labels.is_empty()),
+        ("--user", container.user.is_some()),
+        ("--hostname", container.hostname.is_some()),
+    ];
+    match given.iter().find(|(_, set)| *set) {
+        Some((flag, _)) => Err(CliError::user(format!(
+            "{flag} applies to containers only (--image IMAGE)"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `--entrypoint "/bin/sh -c"` as its words; none for an absent or blank flag.
+fn split_command(text: Option<&str>) -> Vec<String> {
+    text.map(|t| t.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// The service's spec with the requested changes; flags not given leave their field alone.
@@ -341,27 +403,34 @@ fn update_spec(service: &t::Service, args: &ServiceUpdateArgs) -> Result<t::Serv
     for (key, value) in &args.label_add {
         spec.annotations.labels.insert(key.clone(), value.clone());
     }
+    if let Some(executor) = &args.executor {
+        spec.executor = executor.clone();
+    }
     let task = &mut spec.task;
     task.runtime = update_runtime(&task.runtime, args)?;
     let env = match &mut task.runtime {
         t::Runtime::Process(p) => &mut p.env,
         t::Runtime::Wasi(w) => &mut w.env,
+        t::Runtime::Container(c) => &mut c.env,
     };
     update_env(env, &args.env_rm, &args.env_add);
     if let Some(dir) = &args.workdir {
+        let dir = if dir.is_empty() {
+            None
+        } else {
+            Some(dir.clone())
+        };
         match &mut task.runtime {
-            t::Runtime::Process(p) => {
-                p.dir = if dir.is_empty() {
-                    None
-                } else {
-                    Some(dir.clone())
-                }
-            }
+            t::Runtime::Process(p) => p.dir = dir,
+            t::Runtime::Container(c) => c.workdir = dir,
             t::Runtime::Wasi(_) => {
-                return Err(CliError::user("--workdir applies to process services only"));
+                return Err(CliError::user(
+                    "--workdir applies to process and container services only",
+                ));
             }
         }
     }
+    update_container(&mut task.runtime, &args.container)?;
     let constraints = &mut task.placement.constraints;
     constraints.retain(|c| !args.constraint_rm.contains(c));
     for c in &args.constraint_add {
@@ -380,13 +449,69 @@ fn update_spec(service: &t::Service, args: &ServiceUpdateArgs) -> Result<t::Serv
     Ok(spec)
 }
 
-/// The runtime after `--process`, `--wasi FILE` and the arguments after `--`. Switching runtime
-/// keeps the environment (and a process's working directory).
+/// `--entrypoint`, `--mount-add` and `--mount-rm` on a container service.
+fn update_container(
+    runtime: &mut t::Runtime,
+    change: &crate::cli::ContainerChange,
+) -> Result<(), CliError> {
+    let t::Runtime::Container(c) = runtime else {
+        let flag = if change.entrypoint.is_some() {
+            Some("--entrypoint")
+        } else if !change.mount_add.is_empty() {
+            Some("--mount-add")
+        } else if !change.mount_rm.is_empty() {
+            Some("--mount-rm")
+        } else {
+            None
+        };
+        return match flag {
+            Some(flag) => Err(CliError::user(format!(
+                "{flag} applies to container services only"
+            ))),
+            None => Ok(()),
+        };
+    };
+    if let Some(entrypoint) = &change.entrypoint {
+        c.entrypoint = split_command(Some(entrypoint));
+    }
+    c.mounts.retain(|m| !change.mount_rm.contains(&m.target));
+    for mount in &change.mount_add {
+        match c.mounts.iter_mut().find(|m| m.target == mount.target) {
+            Some(existing) => existing.clone_from(mount),
+            None => c.mounts.push(mount.clone()),
+        }
+    }
+    Ok(())
+}
+
+/// The runtime after `--process`, `--wasi FILE`, `--image IMAGE` and the arguments after `--`.
+/// Switching runtime keeps the environment (and a working directory).
 fn update_runtime(current: &t::Runtime, args: &ServiceUpdateArgs) -> Result<t::Runtime, CliError> {
     let (env, dir) = match current {
         t::Runtime::Process(p) => (p.env.clone(), p.dir.clone()),
         t::Runtime::Wasi(w) => (w.env.clone(), None),
+        t::Runtime::Container(c) => (c.env.clone(), c.workdir.clone()),
     };
+    if let Some(image) = &args.runtime.image {
+        return Ok(match current {
+            t::Runtime::Container(c) => t::Runtime::Container(t::ContainerSpec {
+                image: image.clone(),
+                args: if args.args.is_empty() {
+                    c.args.clone()
+                } else {
+                    args.args.clone()
+                },
+                ..c.clone()
+            }),
+            _ => t::Runtime::Container(t::ContainerSpec {
+                image: image.clone(),
+                args: args.args.clone(),
+                env,
+                workdir: dir,
+                ..Default::default()
+            }),
+        });
+    }
     if let Some(file) = &args.runtime.wasi {
         return Ok(t::Runtime::Wasi(t::WasiSpec {
             module: wasi_module(file)?,
@@ -414,6 +539,12 @@ fn update_runtime(current: &t::Runtime, args: &ServiceUpdateArgs) -> Result<t::R
             args: args.args.clone(),
             ..w.clone()
         })),
+        t::Runtime::Container(c) if !args.args.is_empty() => {
+            Ok(t::Runtime::Container(t::ContainerSpec {
+                args: args.args.clone(),
+                ..c.clone()
+            }))
+        }
         _ => Ok(current.clone()),
     }
 }
@@ -716,6 +847,165 @@ mod tests {
             err.contains("nope.wasm: No such file or directory; give the path of a WASI component"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn create_container_sets_every_container_flag() {
+        let spec = must_create(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--image",
+            "swarm-test/busybox",
+            "--entrypoint",
+            "/bin/sh -c",
+            "--env",
+            "A=1",
+            "--mount",
+            "type=bind,source=/srv,target=/data,readonly",
+            "--mount",
+            "type=tmpfs,target=/scratch",
+            "--container-label",
+            "tier=front",
+            "--user",
+            "1000:1000",
+            "--hostname",
+            "box",
+            "--workdir",
+            "/data",
+            "--",
+            "sleep 600",
+        ]);
+        assert_eq!(spec.validate(), Ok(()));
+        assert_eq!(
+            spec.task.runtime,
+            t::Runtime::Container(t::ContainerSpec {
+                image: "swarm-test/busybox".into(),
+                entrypoint: vec!["/bin/sh".into(), "-c".into()],
+                args: vec!["sleep 600".into()],
+                env: vec!["A=1".into()],
+                labels: [("tier".to_string(), "front".to_string())].into(),
+                mounts: vec![
+                    t::Mount {
+                        kind: t::MountKind::Bind,
+                        source: "/srv".into(),
+                        target: "/data".into(),
+                        read_only: true,
+                    },
+                    t::Mount {
+                        kind: t::MountKind::Tmpfs,
+                        source: String::new(),
+                        target: "/scratch".into(),
+                        read_only: false,
+                    },
+                ],
+                workdir: Some("/data".into()),
+                user: Some("1000:1000".into()),
+                hostname: Some("box".into()),
+            })
+        );
+        let text = fields(
+            &t::Service {
+                id: "s1".into(),
+                meta: Default::default(),
+                spec,
+                spec_version: 1,
+            },
+            None,
+            t::Timestamp::now(),
+        );
+        for want in [
+            "swarm-test/busybox",
+            "/bin/sh -c",
+            "type=bind,source=/srv,target=/data,readonly type=tmpfs,target=/scratch",
+            "tier=front",
+        ] {
+            assert!(text.contains(want), "{want:?} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn container_flags_need_an_image_and_updates_change_containers() {
+        let ServiceCommand::Create(args) = parse(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--mount",
+            "type=tmpfs,target=/x",
+            "--process",
+            "--",
+            "sleep",
+            "1",
+        ]) else {
+            panic!("not create")
+        };
+        let err = create_spec(&args)
+            .expect_err("mount on a process")
+            .to_string();
+        assert!(err.contains("--mount applies to containers only"), "{err}");
+
+        let original = t::Service {
+            id: "s1".into(),
+            meta: Default::default(),
+            spec: must_create(&[
+                "service",
+                "create",
+                "--name",
+                "web",
+                "--image",
+                "a:1",
+                "--mount",
+                "type=tmpfs,target=/x",
+                "--mount",
+                "type=tmpfs,target=/y",
+                "--",
+                "sleep",
+                "600",
+            ]),
+            spec_version: 1,
+        };
+        let spec = must_update(
+            &original,
+            &[
+                "service",
+                "update",
+                "web",
+                "--image",
+                "a:2",
+                "--mount-rm",
+                "/x",
+                "--mount-add",
+                "type=volume,source=data,target=/y,readonly",
+                "--env-add",
+                "B=2",
+            ],
+        )
+        .expect("update");
+        let t::Runtime::Container(c) = &spec.task.runtime else {
+            panic!("not a container")
+        };
+        assert_eq!(c.image, "a:2");
+        assert_eq!(c.args, vec!["sleep".to_string(), "600".to_string()]);
+        assert_eq!(c.env, vec!["B=2".to_string()]);
+        assert_eq!(
+            c.mounts,
+            vec![t::Mount {
+                kind: t::MountKind::Volume,
+                source: "data".into(),
+                target: "/y".into(),
+                read_only: true,
+            }]
+        );
+        let err = must_update(
+            &service(),
+            &["service", "update", "web", "--mount-rm", "/x"],
+        )
+        .expect_err("process");
+        assert!(err.to_string().contains("container services only"), "{err}");
     }
 
     #[test]
