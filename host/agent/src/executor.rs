@@ -68,6 +68,14 @@ pub enum ExecState {
     Exited(ExitStatus),
 }
 
+/// A plugin executor's failure budget, as the node reports it to the managers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExecutorHealth {
+    pub quarantined: bool,
+    pub failures: u32,
+    pub last_error: String,
+}
+
 /// Runs tasks. See the module docs for the concurrency contract.
 pub trait Executor: Send + Sync + 'static {
     /// The executor's name and runtimes.
@@ -88,6 +96,10 @@ pub trait Executor: Send + Sync + 'static {
     fn remove<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<(), ExecutorError>>;
     /// What the executor knows of the task (used to adopt tasks after a restart).
     fn inspect<'a>(&'a self, task_id: &'a str) -> BoxFuture<'a, Result<ExecState, ExecutorError>>;
+    /// The executor's failure budget, when it is a plugin that has one.
+    fn health(&self) -> Option<ExecutorHealth> {
+        None
+    }
 }
 
 /// Which output of a task.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use swarm_types::Task;
 
-use crate::executor::{Executor, ExecutorInfo};
+use crate::executor::{Executor, ExecutorHealth, ExecutorInfo};
 
 /// One executor and what it said of itself.
 #[derive(Clone)]
@@ -60,6 +60,18 @@ impl Executors {
             .iter()
             .find(|e| e.info.name == name)
             .map(|e| Arc::clone(&e.executor))
+    }
+
+    /// The executors whose failure budget ran out, with their health.
+    pub fn quarantined(&self) -> Vec<(String, ExecutorHealth)> {
+        self.inner
+            .read()
+            .iter()
+            .filter_map(|e| {
+                let health = e.executor.health()?;
+                health.quarantined.then(|| (e.info.name.clone(), health))
+            })
+            .collect()
     }
 
     /// What each executor said of itself, default first.

@@ -9,8 +9,8 @@ use swarm_plugin_host as host;
 use swarm_types::{MountKind, Runtime, Task};
 
 use crate::executor::{
-    EngineInfo, ExecState, Executor, ExecutorError, ExecutorInfo, ExecutorLoader, ExitStatus,
-    LoadedExecutor, LogReader, LogStream,
+    EngineInfo, ExecState, Executor, ExecutorError, ExecutorHealth, ExecutorInfo, ExecutorLoader,
+    ExitStatus, LoadedExecutor, LogReader, LogStream,
 };
 
 impl ExecutorLoader for host::PluginHost {
@@ -132,6 +132,15 @@ impl Executor for host::ExecutorPlugin {
             })
         }
         .boxed()
+    }
+
+    fn health(&self) -> Option<ExecutorHealth> {
+        let health = host::ExecutorPlugin::health(self);
+        Some(ExecutorHealth {
+            quarantined: health.quarantined,
+            failures: health.recent_failures,
+            last_error: health.last_error.unwrap_or_default(),
+        })
     }
 }
 

@@ -6,7 +6,7 @@
 //! and is joined (not aborted) when the session ends, so an assignment is never half-applied
 //! and a status batch in flight is put back for the next session.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -155,7 +155,14 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
         .instrument(span.clone()),
     );
     parts.spawn(
-        flush(client, session_id, shared.reporter.clone(), session.clone()).instrument(span),
+        flush(
+            client,
+            session_id,
+            shared.reporter.clone(),
+            shared.executors.clone(),
+            session.clone(),
+        )
+        .instrument(span),
     );
 
     // The first part to end ends the session; the others are cancelled and joined.
@@ -297,7 +304,15 @@ impl Plugins {
     /// executor missing from this node.
     async fn load(&self, components: Vec<pb::PluginComponent>) {
         for plugin in components {
-            if self.installed.lock().await.get(&plugin.name) == Some(&plugin.digest) {
+            let loaded = self.installed.lock().await.get(&plugin.name) == Some(&plugin.digest);
+            let quarantined = self
+                .executors
+                .get(&plugin.name)
+                .and_then(|e| e.health())
+                .is_some_and(|h| h.quarantined);
+            // The same component again: nothing to do, unless its loaded copy was quarantined
+            // (a new session after the operator lifted the quarantine gets a fresh one).
+            if loaded && !quarantined {
                 continue;
             }
             let Some(loader) = &self.loader else {
@@ -536,8 +551,11 @@ async fn flush(
     mut client: DispatcherClient<Channel>,
     session_id: String,
     reporter: Reporter,
+    executors: Executors,
     cancel: CancellationToken,
 ) -> Result<(), SessionError> {
+    // Quarantined executors already reported in this session.
+    let mut reported: HashSet<String> = HashSet::new();
     loop {
         while reporter.len() == 0 {
             tokio::select! {
@@ -554,8 +572,22 @@ async fn flush(
             }
         }
         let batch = reporter.take_batch(MAX_BATCH);
+        // A quarantined executor fails its tasks, so its report rides with their statuses.
+        let plugins: Vec<pb::PluginHealthReport> = executors
+            .quarantined()
+            .into_iter()
+            .filter(|(name, _)| !reported.contains(name))
+            .map(|(name, health)| pb::PluginHealthReport {
+                name,
+                quarantined: health.quarantined,
+                failures: health.failures,
+                message: health.last_error,
+            })
+            .collect();
+        let reporting: Vec<String> = plugins.iter().map(|p| p.name.clone()).collect();
         let request = pb::UpdateTaskStatusRequest {
             session_id: session_id.clone(),
+            plugins,
             updates: batch
                 .iter()
                 .map(|(task_id, status)| pb::TaskStatusUpdate {
@@ -572,7 +604,10 @@ async fn flush(
             }
         };
         match sent {
-            Ok(Ok(_)) => debug!(updates = batch.len(), "task statuses sent"),
+            Ok(Ok(_)) => {
+                debug!(updates = batch.len(), "task statuses sent");
+                reported.extend(reporting);
+            }
             Ok(Err(status)) => {
                 reporter.restore(batch);
                 return Err(rpc("UpdateTaskStatus")(status));

@@ -5,8 +5,9 @@
 //! driver, wasm plugin or native placement code, one child process per row for its peak memory),
 //! `raft-writes` (store batches through one raft node), `startup` (`swarmd` until its node is
 //! READY), `replicas` (`swarmd` until a service's replicas run, then their removal),
-//! `docker-replicas` (a container service's replicas against `docker run` in a loop) and
-//! `plugin-calls` (the cost of a plugin call against the same work done natively).
+//! `docker-replicas` (a container service's replicas against `docker run` in a loop),
+//! `plugin-calls` (the cost of a plugin call against the same work done natively) and
+//! `scheduler-switch` (`plugin install` of a new scheduler to the first task it places).
 //!
 //! Every child process (row processes, `swarmd`, the tasks `swarmd` starts) is killed on every
 //! exit path, including SIGINT and SIGTERM (not SIGKILL, which cannot be caught).
@@ -18,6 +19,7 @@ mod raft_writes;
 mod replicas;
 mod report;
 mod scheduler;
+mod scheduler_switch;
 mod startup;
 mod swarmd;
 mod sys;
@@ -60,6 +62,8 @@ enum Command {
     /// What crossing into a wasm plugin costs: loading, each executor operation and a scheduler
     /// batch, against the same work done natively.
     PluginCalls(plugin_calls::PluginCallsArgs),
+    /// Time from `plugin install` of a new scheduler to the first task it places.
+    SchedulerSwitch(scheduler_switch::SchedulerSwitchArgs),
     /// One scheduler row, measured in this process (used by `scheduler`).
     #[command(hide = true)]
     SchedulerRow(scheduler::RowArgs),
@@ -101,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Replicas(args) => replicas::run(args, &mut output).await,
                 Command::DockerReplicas(args) => docker_replicas::run(args, &mut output).await,
                 Command::PluginCalls(args) => plugin_calls::run(args, &mut output).await,
+                Command::SchedulerSwitch(args) => scheduler_switch::run(args, &mut output).await,
                 Command::SchedulerRow(_) => Ok(()),
             }
         };

@@ -96,9 +96,14 @@ impl Swarmd {
         self.state_dir().join("swarmd.sock")
     }
 
+    /// swarmd's whole log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("swarmd.log")).unwrap_or_default()
+    }
+
     /// The end of swarmd's log, for error messages.
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(self.dir.path().join("swarmd.log")).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(15)..].join("\n")
     }

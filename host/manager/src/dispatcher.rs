@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::Stream;
 use parking_lot::Mutex;
 use swarm_proto::{duration_to_pb, pb};
-use swarm_store::{Change, MemoryStore, StoreRead};
+use swarm_store::{Action, Batch, Change, MemoryStore, Object, StoreRead};
 use swarm_types::{
     BUILTIN_EXECUTORS, ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec,
     NodeState, NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
@@ -371,6 +371,48 @@ impl Dispatcher {
         (TaskState::Accepted..=TaskState::Rejected).contains(&state)
     }
 
+    /// Marks installed executors a node quarantined; the scheduler stops placing their tasks.
+    /// Reports naming built-in executors or unknown plugins are logged only.
+    async fn record_quarantines(
+        &self,
+        node_id: &str,
+        reports: Vec<pb::PluginHealthReport>,
+    ) -> Result<()> {
+        let now = Timestamp::now();
+        let actions: Vec<Action> = self.store.view(|tx| {
+            reports
+                .iter()
+                .filter(|report| report.quarantined)
+                .filter_map(|report| {
+                    let message = bound_text(format!(
+                        "quarantined on node {node_id} after {} failures: {}",
+                        report.failures, report.message
+                    ));
+                    tracing::error!(event = "plugin_quarantined", plugin = %report.name, %node_id, %message, "executor plugin quarantined");
+                    let plugin = tx.plugin_by_name(&report.name)?;
+                    if plugin.status.quarantined {
+                        return None;
+                    }
+                    let mut plugin = swarm_types::Plugin::clone(plugin);
+                    // No bytes: the store keeps the component it has.
+                    plugin.component = Default::default();
+                    plugin.status = swarm_types::PluginStatus {
+                        quarantined: true,
+                        failures: report.failures,
+                        message,
+                        updated_at: now,
+                    };
+                    plugin.meta.updated_at = now;
+                    Some(Action::Update(Object::Plugin(plugin)))
+                })
+                .collect()
+        });
+        if actions.is_empty() {
+            return Ok(());
+        }
+        self.committer.commit(Batch::new(actions)).await.map(|_| ())
+    }
+
     async fn apply_status_updates(
         &self,
         node_id: &str,
@@ -630,6 +672,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             updates.push((u.task_id, status));
         }
         self.inner.apply_status_updates(&node_id, updates).await?;
+        if !r.plugins.is_empty() {
+            self.inner.record_quarantines(&node_id, r.plugins).await?;
+        }
         Ok(Response::new(pb::UpdateTaskStatusResponse {}))
     }
 

@@ -107,7 +107,27 @@ impl Registry {
         let digest = digest_of(&component);
         let name = spec.annotations.name.clone();
         if let Some(existing) = self.store.view(|tx| tx.plugin_by_name(&name).cloned()) {
-            return same_install(&existing, &spec, &digest);
+            let same = same_install(&existing, &spec, &digest)?;
+            if !existing.status.quarantined {
+                return Ok(same);
+            }
+            // Installing the same plugin again is how an operator lifts its quarantine.
+            let now = Timestamp::now();
+            commit_with(&self.store, self.committer.as_ref(), |tx| {
+                let Some(current) = tx.plugin_by_name(&name) else {
+                    return Ok(());
+                };
+                let mut lifted = current.without_component();
+                lifted.status = PluginStatus {
+                    updated_at: now,
+                    ..Default::default()
+                };
+                lifted.meta.updated_at = now;
+                Ok(tx.update(lifted)?)
+            })
+            .await?;
+            info!(plugin = %name, "plugin quarantine lifted by a new install of the same component");
+            return self.get(None, Some(&name), false);
         }
         let Some(host) = self.host.clone() else {
             return Err(ManagerError::FailedPrecondition(

@@ -351,6 +351,10 @@ impl SchedulerDriver {
         for change in changes.nodes() {
             self.dirty_nodes.insert(change.latest().id.clone());
         }
+        if changes.plugins().next().is_some() {
+            // An executor's quarantine lifted (or a plugin installed) may let held tasks go.
+            self.retry = true;
+        }
         if let Some(switcher) = self.switcher.as_mut() {
             for change in changes.clusters() {
                 if let Some(cluster) = change.after() {
@@ -438,7 +442,12 @@ impl SchedulerDriver {
 
     async fn schedule_pending(&mut self) -> Result<PassStats> {
         // The pending tasks as they are now (shared, not copied).
-        let (tasks, runtimes): (Vec<Arc<Task>>, HashMap<String, String>) = self.store.view(|tx| {
+        type Views = (
+            Vec<Arc<Task>>,
+            HashMap<String, String>,
+            HashMap<String, String>,
+        );
+        let (tasks, runtimes, quarantined): Views = self.store.view(|tx| {
             let tasks: Vec<Arc<Task>> = self
                 .pending
                 .iter()
@@ -449,11 +458,23 @@ impl SchedulerDriver {
             // Where tasks on an installed executor may go: it reaches every node with its
             // assignments, so any node, unless it drives containers (nodes with an engine).
             let mut runtimes = HashMap::new();
+            // Installed executors quarantined by a node: their tasks wait, with the reason.
+            let mut quarantined = HashMap::new();
             for t in &tasks {
                 if t.executor.is_empty() || runtimes.contains_key(&t.executor) {
                     continue;
                 }
                 if let Some(plugin) = tx.plugin_by_name(&t.executor) {
+                    if plugin.status.quarantined {
+                        quarantined.insert(
+                            t.executor.clone(),
+                            format!(
+                                "executor plugin {:?} is quarantined ({}); reinstall it or \
+                                 update the service's executor",
+                                t.executor, plugin.status.message
+                            ),
+                        );
+                    }
                     let runtime = if plugin.imports.iter().any(|i| i == "docker") {
                         "container"
                     } else {
@@ -462,13 +483,22 @@ impl SchedulerDriver {
                     runtimes.insert(t.executor.clone(), runtime.to_string());
                 }
             }
-            (tasks, runtimes)
+            (tasks, runtimes, quarantined)
         });
         // What the placer is asked to place, by task id.
         let asked: HashMap<&str, &Arc<Task>> = tasks.iter().map(|t| (t.id.as_str(), t)).collect();
         // Group by (service, spec version, pinned node), in a stable order.
         let mut grouped: BTreeMap<(&str, u64, &str), ph::TaskGroup> = BTreeMap::new();
+        let mut held = Vec::new();
         for t in &tasks {
+            if let Some(reason) = quarantined.get(&t.executor) {
+                held.push(ph::GroupResult {
+                    service_id: t.service_id.clone(),
+                    assignments: Vec::new(),
+                    unplaced: vec![(t.id.clone(), reason.clone())],
+                });
+                continue;
+            }
             grouped
                 .entry((t.service_id.as_str(), t.spec_version, t.node_id.as_str()))
                 .or_insert_with(|| ph::TaskGroup {
@@ -480,10 +510,15 @@ impl SchedulerDriver {
                 .push(t.id.clone());
         }
         let groups: Vec<ph::TaskGroup> = grouped.into_values().collect();
-        if groups.is_empty() {
+        if groups.is_empty() && held.is_empty() {
             return Ok(PassStats::default());
         }
-        let results = self.placer.schedule(groups).await?;
+        let mut results = if groups.is_empty() {
+            Vec::new()
+        } else {
+            self.placer.schedule(groups).await?
+        };
+        results.extend(held);
         let now = Timestamp::now();
         let mut stats = PassStats::default();
         let mut touched_nodes = Vec::new();

@@ -131,6 +131,7 @@ impl Agent {
         };
         self.client
             .update_task_status(pb::UpdateTaskStatusRequest {
+                plugins: Vec::new(),
                 session_id: self.session_id.clone(),
                 updates: vec![pb::TaskStatusUpdate {
                     task_id: task_id.into(),
@@ -417,6 +418,7 @@ async fn task_status_only_moves_forward_and_only_from_the_tasks_node() {
     agent
         .client
         .update_task_status(pb::UpdateTaskStatusRequest {
+            plugins: Vec::new(),
             session_id: agent.session_id.clone(),
             updates: vec![
                 pb::TaskStatusUpdate {
@@ -458,6 +460,7 @@ async fn task_status_only_moves_forward_and_only_from_the_tasks_node() {
     let mut stranger = must_connect(s.addr).await;
     let error = stranger
         .update_task_status(pb::UpdateTaskStatusRequest {
+            plugins: Vec::new(),
             session_id: "forged".into(),
             updates: Vec::new(),
         })
@@ -703,4 +706,78 @@ async fn shutting_down_ends_open_sessions_and_assignment_streams() {
         .await
         .expect("the session stream ends");
     assert!(matches!(ended, Ok(None) | Err(_)), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantine_report_marks_the_installed_executor_once() {
+    let s = must_serve().await;
+    let bytes: &[u8] = b"component bytes";
+    let plugin = swarm_types::Plugin {
+        id: "plugin-1".into(),
+        spec: swarm_types::PluginSpec {
+            annotations: swarm_types::Annotations {
+                name: "runner".into(),
+                labels: Default::default(),
+            },
+            kind: swarm_types::PluginKind::Executor,
+            capabilities: vec!["process".into()],
+        },
+        digest: format!("sha256:{}", "a".repeat(64)),
+        size_bytes: bytes.len() as u64,
+        component: swarm_types::ComponentBytes::new(bytes),
+        ..Default::default()
+    };
+    s.h.must_commit(|tx| Ok(tx.create(plugin)?)).await;
+    let mut agent = must_register(s.addr, "node-1").await;
+    let report = |name: &str, message: &str| pb::UpdateTaskStatusRequest {
+        session_id: agent.session_id.clone(),
+        updates: Vec::new(),
+        plugins: vec![pb::PluginHealthReport {
+            name: name.into(),
+            quarantined: true,
+            failures: 5,
+            message: message.into(),
+        }],
+    };
+    let first = report("runner", "plugin \"runner\" trapped: unreachable");
+    let unknown = report("default", "a built-in executor has no plugin object");
+    agent
+        .client
+        .update_task_status(first)
+        .await
+        .expect("report");
+    agent
+        .client
+        .update_task_status(unknown)
+        .await
+        .expect("unknown names are only logged");
+    let stored =
+        s.h.view(|tx| tx.plugin_by_name("runner").cloned())
+            .expect("plugin");
+    assert!(stored.status.quarantined, "{:?}", stored.status);
+    assert_eq!(stored.status.failures, 5);
+    assert!(
+        stored.status.message.contains("node-1"),
+        "{}",
+        stored.status.message
+    );
+    assert!(
+        stored.status.message.contains("trapped"),
+        "{}",
+        stored.status.message
+    );
+    assert_eq!(stored.component.as_bytes(), bytes, "the component is kept");
+    // A second report changes nothing: the first quarantine's record stays.
+    let version = stored.meta.version;
+    let again = report("runner", "another failure");
+    agent
+        .client
+        .update_task_status(again)
+        .await
+        .expect("report");
+    let stored =
+        s.h.view(|tx| tx.plugin_by_name("runner").cloned())
+            .expect("plugin");
+    assert_eq!(stored.meta.version, version);
+    drop(agent);
 }

@@ -593,3 +593,70 @@ async fn a_scheduler_that_keeps_failing_is_quarantined_and_the_default_takes_ove
     assert!(status.message.contains("trapped"), "{}", status.message);
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_on_a_quarantined_executor_wait_with_the_reason() {
+    let mut s = must_serve(2).await;
+    s.h.start_orchestrator();
+    let driver = SchedulerDriver::new(
+        s.h.store.clone(),
+        s.h.committer.clone(),
+        Box::new(must_load_scheduler()),
+    );
+    s.h.spawn(driver.run(s.h.cancel_token()));
+    s.must_install(
+        "runner",
+        pb::PluginKind::Executor,
+        &["process", "wasi-runner"],
+        EXECUTOR_DEFAULT,
+    )
+    .await;
+    // As the dispatcher records a node's quarantine report.
+    s.h.must_commit(|tx| {
+        let mut plugin = swarm_types::Plugin::clone(tx.plugin_by_name("runner").expect("plugin"));
+        plugin.component = Default::default();
+        plugin.status.quarantined = true;
+        plugin.status.message = "quarantined on node n1 after 5 failures".into();
+        Ok(tx.update(plugin)?)
+    })
+    .await;
+    let mut spec = service_spec("web", 2);
+    spec.executor = "runner".into();
+    let web = s.h.must_create_service(spec).await;
+    let reasons =
+        s.h.must_tasks(&web.id, "2 tasks held with the reason", |tasks| {
+            let reasons: Vec<String> = tasks
+                .iter()
+                .filter(|t| t.status.state == TaskState::Pending && !t.status.err.is_empty())
+                .map(|t| t.status.err.clone())
+                .collect();
+            (reasons.len() == 2).then_some(reasons)
+        })
+        .await;
+    assert!(
+        reasons[0].contains("\"runner\" is quarantined"),
+        "{reasons:?}"
+    );
+    assert!(reasons[0].contains("after 5 failures"), "{reasons:?}");
+
+    // Installing the same component again lifts the quarantine; the tasks are placed.
+    let again = s
+        .must_install(
+            "runner",
+            pb::PluginKind::Executor,
+            &["process", "wasi-runner"],
+            EXECUTOR_DEFAULT,
+        )
+        .await;
+    assert!(!again.status.expect("status").quarantined);
+    s.h.must_tasks(&web.id, "2 tasks placed once lifted", |tasks| {
+        (tasks
+            .iter()
+            .filter(|t| t.status.state == TaskState::Assigned && t.executor == "runner")
+            .count()
+            == 2)
+            .then_some(())
+    })
+    .await;
+    s.shutdown().await;
+}
