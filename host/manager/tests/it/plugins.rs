@@ -660,3 +660,49 @@ async fn tasks_on_a_quarantined_executor_wait_with_the_reason() {
     .await;
     s.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nodes_executor_applies_to_tasks_whose_service_names_none() {
+    let mut s = must_serve(1).await;
+    s.h.start_orchestrator();
+    let driver = SchedulerDriver::new(
+        s.h.store.clone(),
+        s.h.committer.clone(),
+        Box::new(must_load_scheduler()),
+    );
+    s.h.spawn(driver.run(s.h.cancel_token()));
+    s.must_install(
+        "runner",
+        pb::PluginKind::Executor,
+        &["process", "wasi-runner"],
+        EXECUTOR_DEFAULT,
+    )
+    .await;
+    let node_id =
+        s.h.view(|tx| tx.nodes().next().map(|n| n.id.clone()))
+            .expect("a node");
+    s.h.must_update_node(&node_id, |n| n.spec.executor = "runner".into())
+        .await;
+    let web = s.h.must_create_service(service_spec("web", 1)).await;
+    let mut named = service_spec("named", 1);
+    named.executor = "default".into();
+    let named = s.h.must_create_service(named).await;
+    let executor_of = |id: &str| {
+        let id = id.to_string();
+        move |tasks: &[swarm_types::Task]| {
+            tasks
+                .iter()
+                .find(|t| t.status.state == TaskState::Assigned)
+                .map(|t| (id.clone(), t.executor.clone()))
+        }
+    };
+    let (_, executor) =
+        s.h.must_tasks(&web.id, "web placed", executor_of(&web.id))
+            .await;
+    assert_eq!(executor, "runner", "the node's executor");
+    let (_, executor) =
+        s.h.must_tasks(&named.id, "named placed", executor_of(&named.id))
+            .await;
+    assert_eq!(executor, "default", "the service's choice wins");
+    s.shutdown().await;
+}
