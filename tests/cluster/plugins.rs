@@ -198,7 +198,7 @@ fn plugins_install_list_inspect_switch_and_remove_through_the_cli() {
 
 #[test]
 fn a_service_runs_on_an_installed_executor_delivered_with_its_assignments() {
-    let node = TestNode::start();
+    let mut node = TestNode::start();
     node.ctl(&[
         "plugin",
         "install",
@@ -250,5 +250,34 @@ fn a_service_runs_on_an_installed_executor_delivered_with_its_assignments() {
         in_use.stderr.contains("service custom"),
         "{}",
         in_use.stderr
+    );
+
+    // kill -9 and restart: the agent loads the executor it kept before adopting its tasks, so
+    // the same processes keep running under it (not failed, not restarted).
+    let ids = |node: &TestNode| {
+        let mut ids: Vec<String> = node
+            .running("custom")
+            .iter()
+            .map(|t| t["id"].as_str().expect("id").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = ids(&node);
+    let pids: Vec<Option<i32>> = before.iter().map(|id| node.task_pid(id)).collect();
+    assert!(pids.iter().all(Option::is_some), "{pids:?}");
+    node.kill9();
+    node.restart();
+    poll("the adopted tasks running again", || {
+        (node.running("custom").len() == 2).then_some(())
+    });
+    assert_eq!(ids(&node), before, "tasks were replaced instead of adopted");
+    let after: Vec<Option<i32>> = before.iter().map(|id| node.task_pid(id)).collect();
+    assert_eq!(after, pids, "the same processes");
+    assert!(
+        node.log()
+            .contains("loading installed executors kept from the last run"),
+        "{}",
+        node.log()
     );
 }

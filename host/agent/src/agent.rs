@@ -1,6 +1,7 @@
 //! The agent: opens the task database, reconciles stored tasks, then keeps a session with the
 //! dispatcher open, re-registering with exponential backoff whenever one ends.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,6 +182,17 @@ impl Agent {
             reporter.clone(),
             controllers,
         );
+        let installed: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+        let executors_dir = Some(self.config.executors_dir());
+        // Installed executors from the last run first: the stored tasks may run on them.
+        session::Plugins {
+            executors: self.executors.clone(),
+            loader: self.loader.clone(),
+            installed: Arc::clone(&installed),
+            dir: executors_dir.clone(),
+        }
+        .restore()
+        .await;
         let reconciled = tokio::select! {
             reconciled = worker.start() => reconciled,
             () = cancel.cancelled() => Ok(0),
@@ -205,7 +217,8 @@ impl Agent {
             status: self.status.clone(),
             executors: self.executors.clone(),
             loader: self.loader.clone(),
-            installed: Default::default(),
+            installed,
+            executors_dir,
         };
         let mut backoff = Duration::ZERO;
         while !cancel.is_cancelled() {

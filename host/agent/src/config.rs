@@ -40,6 +40,12 @@ impl AgentConfig {
     }
 
     /// Path of the task database.
+    /// Where installed executors delivered with assignments are kept, so a restarted agent
+    /// loads them before it adopts the tasks they run: `<name>.wasm` and `<name>.json`.
+    pub fn executors_dir(&self) -> PathBuf {
+        self.state_dir.join("executors")
+    }
+
     pub fn task_db_path(&self) -> PathBuf {
         self.state_dir.join(TASK_DB_FILE)
     }

@@ -103,6 +103,8 @@ pub(crate) struct Shared {
     pub(crate) loader: Option<Arc<dyn ExecutorLoader>>,
     /// Installed executors loaded so far: name -> digest.
     pub(crate) installed: Arc<Mutex<HashMap<String, String>>>,
+    /// Where delivered executors are kept for the next start.
+    pub(crate) executors_dir: Option<std::path::PathBuf>,
 }
 
 /// Runs one session to its end.
@@ -137,6 +139,7 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
                 executors: shared.executors.clone(),
                 loader: shared.loader.clone(),
                 installed: Arc::clone(&shared.installed),
+                dir: shared.executors_dir.clone(),
             },
             session.clone(),
         )
@@ -292,13 +295,112 @@ async fn heartbeat(
 
 /// Receives the assignment stream and hands it to the worker.
 /// What a session needs to load the installed executors that come with assignments.
-struct Plugins {
-    executors: Executors,
-    loader: Option<Arc<dyn ExecutorLoader>>,
-    installed: Arc<Mutex<HashMap<String, String>>>,
+pub(crate) struct Plugins {
+    pub(crate) executors: Executors,
+    pub(crate) loader: Option<Arc<dyn ExecutorLoader>>,
+    pub(crate) installed: Arc<Mutex<HashMap<String, String>>>,
+    /// Where loaded components are kept for the next start (`None`: not kept).
+    pub(crate) dir: Option<std::path::PathBuf>,
+}
+
+/// What is kept beside a delivered component.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Kept {
+    digest: String,
+    capabilities: Vec<String>,
+}
+
+/// Whether `name` is safe as a file name (plugin names are validated by the managers; an agent
+/// does not trust them).
+fn safe_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 impl Plugins {
+    /// Loads the executors kept by an earlier run, before the stored tasks are adopted. A kept
+    /// component whose bytes no longer match its digest is skipped (the managers send it again).
+    pub(crate) async fn restore(&self) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut components = Vec::new();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(name) = path
+                .file_stem()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            let kept: Option<Kept> = std::fs::read(&path)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+            let component = std::fs::read(dir.join(format!("{name}.wasm")));
+            match (kept, component) {
+                (Some(kept), Ok(component)) => components.push(pb::PluginComponent {
+                    name,
+                    digest: kept.digest,
+                    capabilities: kept.capabilities,
+                    component,
+                }),
+                _ => {
+                    warn!(plugin = %name, dir = %dir.display(), "a kept executor is incomplete; skipped")
+                }
+            }
+        }
+        if !components.is_empty() {
+            info!(
+                executors = components.len(),
+                "loading installed executors kept from the last run"
+            );
+            self.load(components).await;
+        }
+    }
+
+    /// Keeps a loaded component for the next start; failures are logged, not fatal.
+    fn keep(&self, plugin: &pb::PluginComponent) {
+        let Some(dir) = &self.dir else {
+            return;
+        };
+        if !safe_name(&plugin.name) {
+            warn!(plugin = %plugin.name, "not keeping an executor whose name is not a safe file name");
+            return;
+        }
+        let kept = Kept {
+            digest: plugin.digest.clone(),
+            capabilities: plugin.capabilities.clone(),
+        };
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let wasm = dir.join(format!("{}.wasm", plugin.name));
+            let json = dir.join(format!("{}.json", plugin.name));
+            let tmp = dir.join(format!(".{}.wasm.tmp", plugin.name));
+            std::fs::write(&tmp, &plugin.component)?;
+            std::fs::rename(&tmp, &wasm)?;
+            let tmp = dir.join(format!(".{}.json.tmp", plugin.name));
+            std::fs::write(
+                &tmp,
+                serde_json::to_vec(&kept).map_err(std::io::Error::other)?,
+            )?;
+            std::fs::rename(&tmp, &json)
+        };
+        if let Err(e) = write() {
+            warn!(plugin = %plugin.name, error = %e, "cannot keep an installed executor for the next start");
+        }
+    }
+
     /// Checks each component's digest and loads it as an executor under its installed name.
     /// A component that fails is logged and skipped: the tasks that need it fail with the
     /// executor missing from this node.
@@ -341,6 +443,7 @@ impl Plugins {
                         "installed executor loaded"
                     );
                     self.executors.insert(NamedExecutor { info, executor });
+                    self.keep(&plugin);
                     self.installed
                         .lock()
                         .await
@@ -573,8 +676,10 @@ async fn flush(
         }
         let batch = reporter.take_batch(MAX_BATCH);
         // A quarantined executor fails its tasks, so its report rides with their statuses.
-        let plugins: Vec<pb::PluginHealthReport> = executors
-            .quarantined()
+        let quarantined = executors.quarantined();
+        // An executor replaced since (its quarantine lifted) is reported again if it fails again.
+        reported.retain(|name| quarantined.iter().any(|(q, _)| q == name));
+        let plugins: Vec<pb::PluginHealthReport> = quarantined
             .into_iter()
             .filter(|(name, _)| !reported.contains(name))
             .map(|(name, health)| pb::PluginHealthReport {
@@ -676,10 +781,12 @@ mod tests {
     #[tokio::test]
     async fn components_load_once_and_only_with_their_digest() {
         let loader = Arc::new(CountingLoader::default());
+        let dir = tempfile::tempdir().expect("temp dir");
         let plugins = Plugins {
             executors: Executors::default(),
             loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
             installed: Arc::default(),
+            dir: Some(dir.path().to_path_buf()),
         };
         let forged = "sha256:".to_string() + &"0".repeat(64);
         plugins
@@ -704,5 +811,36 @@ mod tests {
         plugins.load(vec![component("echo", b"v2", None)]).await;
         assert_eq!(loader.loads.load(Ordering::SeqCst), 2);
         assert_eq!(plugins.executors.infos().len(), 1);
+        assert!(
+            !dir.path().join("evil.wasm").exists(),
+            "a refused component is not kept"
+        );
+
+        // A restarted agent loads what was kept, the latest version, before any session.
+        let restarted = Plugins {
+            executors: Executors::default(),
+            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
+            installed: Arc::default(),
+            dir: Some(dir.path().to_path_buf()),
+        };
+        restarted.restore().await;
+        assert_eq!(loader.loads.load(Ordering::SeqCst), 3);
+        assert!(restarted.executors.get("echo").is_some());
+        let expected = format!("sha256:{}", hex::encode(Sha256::digest(b"v2")));
+        assert_eq!(
+            restarted.installed.lock().await.get("echo"),
+            Some(&expected)
+        );
+        // Kept bytes that no longer match their digest are not loaded.
+        std::fs::write(dir.path().join("echo.wasm"), b"tampered").expect("write");
+        let tampered = Plugins {
+            executors: Executors::default(),
+            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
+            installed: Arc::default(),
+            dir: Some(dir.path().to_path_buf()),
+        };
+        tampered.restore().await;
+        assert_eq!(loader.loads.load(Ordering::SeqCst), 3);
+        assert!(tampered.executors.get("echo").is_none());
     }
 }

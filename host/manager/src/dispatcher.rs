@@ -390,7 +390,14 @@ impl Dispatcher {
                     ));
                     tracing::error!(event = "plugin_quarantined", plugin = %report.name, %node_id, %message, "executor plugin quarantined");
                     let plugin = tx.plugin_by_name(&report.name)?;
-                    if plugin.status.quarantined {
+                    // Agents are not trusted: only an executor this node runs tasks on.
+                    let runs_it = tx
+                        .tasks_by_node(node_id)
+                        .any(|t| t.executor.eq_ignore_ascii_case(&report.name));
+                    if plugin.status.quarantined
+                        || plugin.spec.kind != swarm_types::PluginKind::Executor
+                        || !runs_it
+                    {
                         return None;
                     }
                     let mut plugin = swarm_types::Plugin::clone(plugin);
@@ -672,8 +679,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             updates.push((u.task_id, status));
         }
         self.inner.apply_status_updates(&node_id, updates).await?;
-        if !r.plugins.is_empty() {
-            self.inner.record_quarantines(&node_id, r.plugins).await?;
+        if !r.plugins.is_empty()
+            && let Err(error) = self.inner.record_quarantines(&node_id, r.plugins).await
+        {
+            // The statuses are applied; the agent reports again at its next session.
+            warn!(%node_id, %error, "cannot record a quarantine report");
         }
         Ok(Response::new(pb::UpdateTaskStatusResponse {}))
     }
@@ -786,14 +796,34 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                         }
                     }
                 }
-                if out.is_empty() {
-                    continue;
-                }
-                let plugins = if updated.iter().any(|t| !t.executor.is_empty()) {
+                let mut plugins = if updated.iter().any(|t| !t.executor.is_empty()) {
                     store.view(|tx| plugins_for(tx, updated.into_iter(), &mut sent_plugins))
                 } else {
                     Vec::new()
                 };
+                // A quarantine lifted (the same component installed again): send the component
+                // again, so the agent replaces the copy it quarantined.
+                for change in changeset.plugins() {
+                    let (Some(old), Some(new)) = (change.before(), change.after()) else {
+                        continue;
+                    };
+                    if old.status.quarantined
+                        && !new.status.quarantined
+                        && sent_plugins.contains(&new.digest)
+                        && let Some(stored) = store.view(|tx| tx.plugin(&new.id).cloned())
+                        && !stored.component.is_empty()
+                    {
+                        plugins.push(pb::PluginComponent {
+                            name: stored.name().to_string(),
+                            digest: stored.digest.clone(),
+                            capabilities: stored.spec.capabilities.clone(),
+                            component: stored.component.as_bytes().to_vec(),
+                        });
+                    }
+                }
+                if out.is_empty() && plugins.is_empty() {
+                    continue;
+                }
                 let msg = pb::AssignmentsMessage {
                     r#type: pb::assignments_message::Type::Incremental as i32,
                     applies_to: last.to_string(),

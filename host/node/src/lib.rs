@@ -75,6 +75,12 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         name: "host".into(),
         source,
     })?;
+    // The embedded plugins are the fallback when installed ones are quarantined: they are never
+    // quarantined themselves (their failures still fail the calls, and are logged).
+    host.set_failure_budget(swarm_plugin_host::FailureBudget {
+        max_failures: 0,
+        ..Default::default()
+    });
     let scheduler = host
         .load_scheduler("default", swarm_plugin_artifacts::SCHEDULER)
         .map_err(|source| NodeError::Plugin {
@@ -120,6 +126,8 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         ),
     }
     executors.push(executor);
+    // Plugins installed through the cluster get the default failure budget.
+    host.set_failure_budget(swarm_plugin_host::FailureBudget::default());
     let default_executor = executors
         .first()
         .map_or(executor_name.clone(), |e| e.name().to_string());

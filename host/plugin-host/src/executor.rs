@@ -120,7 +120,24 @@ impl ExecutorPlugin {
     pub async fn wait(&self, task_id: &str) -> Result<ExitStatus, PluginError> {
         let capabilities = self.inner.host.capabilities.clone();
         loop {
-            match self.inspect(task_id).await? {
+            let state = match self.inspect(task_id).await {
+                Ok(state) => state,
+                // A trap, a deadline or a memory bomb in one `inspect` says nothing about the
+                // task: try again at the next change or interval. The failure budget ends this
+                // (a quarantined plugin answers `Quarantined`, which is final).
+                Err(
+                    error @ (PluginError::Trap { .. }
+                    | PluginError::DeadlineExceeded { .. }
+                    | PluginError::MemoryLimit { .. }
+                    | PluginError::Instantiate { .. }),
+                ) => {
+                    tracing::warn!(task_id, %error, "inspect failed while waiting; retrying");
+                    tokio::time::sleep(INSPECT_INTERVAL).await;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
+            match state {
                 TaskRuntimeState::Exited(status) => return Ok(status),
                 TaskRuntimeState::Running => {}
                 TaskRuntimeState::Prepared => {

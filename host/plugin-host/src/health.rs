@@ -84,10 +84,13 @@ impl Health {
 
     /// Counts `error` if it is the plugin's failure; quarantines past the budget.
     pub(crate) fn record(&self, plugin: &str, error: &PluginError) {
+        self.record_at(plugin, error, Instant::now());
+    }
+
+    fn record_at(&self, plugin: &str, error: &PluginError, now: Instant) {
         if !counts(error) {
             return;
         }
-        let now = Instant::now();
         let mut state = self.state.lock();
         state.total += 1;
         state.last_error = Some(error.to_string());
@@ -136,14 +139,14 @@ impl Health {
     }
 }
 
-/// Whether an error is the plugin misbehaving (as opposed to an answer or a host problem).
+/// Whether an error is the plugin misbehaving, as opposed to an answer or a host problem (a
+/// failed instantiation is most often the host's: its instance pool is full).
 fn counts(error: &PluginError) -> bool {
     matches!(
         error,
         PluginError::Trap { .. }
             | PluginError::DeadlineExceeded { .. }
             | PluginError::MemoryLimit { .. }
-            | PluginError::Instantiate { .. }
     )
 }
 
@@ -193,13 +196,18 @@ mod tests {
     fn failures_outside_the_window_are_forgotten() {
         let health = Health::new(FailureBudget {
             max_failures: 2,
-            window: Duration::from_nanos(1),
+            window: Duration::from_secs(60),
         });
-        // Two records are more than a nanosecond apart, so the first is out of the window.
-        health.record("p", &trap());
-        health.record("p", &trap());
-        assert!(health.admit("p").is_ok());
-        assert_eq!(health.snapshot().total_failures, 2);
+        let start = Instant::now();
+        health.record_at("p", &trap(), start);
+        health.record_at("p", &trap(), start + Duration::from_secs(61));
+        assert!(
+            health.admit("p").is_ok(),
+            "the first failure left the window"
+        );
+        health.record_at("p", &trap(), start + Duration::from_secs(62));
+        assert!(health.admit("p").is_err(), "two within the window");
+        assert_eq!(health.snapshot().total_failures, 3);
     }
 
     #[test]

@@ -729,6 +729,12 @@ async fn a_quarantine_report_marks_the_installed_executor_once() {
     };
     s.h.must_commit(|tx| Ok(tx.create(plugin)?)).await;
     let mut agent = must_register(s.addr, "node-1").await;
+    let mut bystander = must_register(s.addr, "node-2").await;
+    // node-1 runs a task on the executor; node-2 does not.
+    let service = s.h.must_create_service(service_spec("web", 1)).await;
+    let mut task = crate::support::task_of(&service, 1, "node-1", TaskState::Running);
+    task.executor = "runner".into();
+    s.h.must_commit(|tx| Ok(tx.create(task)?)).await;
     let report = |name: &str, message: &str| pb::UpdateTaskStatusRequest {
         session_id: agent.session_id.clone(),
         updates: Vec::new(),
@@ -739,6 +745,21 @@ async fn a_quarantine_report_marks_the_installed_executor_once() {
             message: message.into(),
         }],
     };
+    // A node with no task on the executor cannot quarantine it.
+    let mut forged = report("runner", "not mine");
+    forged.session_id = bystander.session_id.clone();
+    bystander
+        .client
+        .update_task_status(forged)
+        .await
+        .expect("report");
+    let stored =
+        s.h.view(|tx| tx.plugin_by_name("runner").cloned())
+            .expect("plugin");
+    assert!(
+        !stored.status.quarantined,
+        "a bystander's report is ignored"
+    );
     let first = report("runner", "plugin \"runner\" trapped: unreachable");
     let unknown = report("default", "a built-in executor has no plugin object");
     agent
@@ -779,5 +800,68 @@ async fn a_quarantine_report_marks_the_installed_executor_once() {
         s.h.view(|tx| tx.plugin_by_name("runner").cloned())
             .expect("plugin");
     assert_eq!(stored.meta.version, version);
+    drop((agent, bystander));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installed_executors_come_with_assignments_and_again_when_a_quarantine_lifts() {
+    let s = must_serve().await;
+    let bytes: &[u8] = b"an executor component";
+    let digest = format!("sha256:{}", "b".repeat(64));
+    let plugin = swarm_types::Plugin {
+        id: "plugin-1".into(),
+        spec: swarm_types::PluginSpec {
+            annotations: swarm_types::Annotations {
+                name: "runner".into(),
+                labels: Default::default(),
+            },
+            kind: swarm_types::PluginKind::Executor,
+            capabilities: vec!["process".into()],
+        },
+        digest: digest.clone(),
+        size_bytes: bytes.len() as u64,
+        component: swarm_types::ComponentBytes::new(bytes),
+        ..Default::default()
+    };
+    s.h.must_commit(|tx| Ok(tx.create(plugin)?)).await;
+    let mut agent = must_register(s.addr, "node-1").await;
+    let service = s.h.must_create_service(service_spec("web", 2)).await;
+    for slot in [1, 2] {
+        let mut task = crate::support::task_of(&service, slot, "node-1", TaskState::Assigned);
+        task.executor = "runner".into();
+        s.h.must_commit(|tx| Ok(tx.create(task)?)).await;
+    }
+    let mut stream = agent.assignments().await;
+    let complete = must_next(&mut stream).await;
+    assert_eq!(complete.changes.len(), 2);
+    let names: Vec<(&str, &str)> = complete
+        .plugins
+        .iter()
+        .map(|p| (p.name.as_str(), p.digest.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [("runner", digest.as_str())],
+        "sent once for both tasks"
+    );
+    assert_eq!(complete.plugins[0].component, bytes);
+
+    let set_quarantined = |quarantined: bool| {
+        move |tx: &mut swarm_store::WriteTx<'_>| {
+            let mut plugin =
+                swarm_types::Plugin::clone(tx.plugin_by_name("runner").expect("plugin"));
+            plugin.component = Default::default();
+            plugin.status.quarantined = quarantined;
+            Ok(tx.update(plugin)?)
+        }
+    };
+    s.h.must_commit(set_quarantined(true)).await;
+    s.h.must_commit(set_quarantined(false)).await;
+    let again = must_next(&mut stream).await;
+    assert!(again.changes.is_empty(), "{:?}", again.changes);
+    assert_eq!(again.plugins.len(), 1);
+    assert_eq!(again.plugins[0].name, "runner");
+    assert_eq!(again.plugins[0].component, bytes);
+    assert_eq!(again.applies_to, complete.results_in, "the chain goes on");
     drop(agent);
 }
