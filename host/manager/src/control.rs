@@ -106,6 +106,7 @@ impl ControlService {
                 &service.spec.executor,
                 PluginKind::Executor,
             )?;
+            plugins::check_runs(tx, &service.spec.executor, service.spec.task.runtime.kind())?;
             tx.create(service)?;
             Ok(())
         })
@@ -147,12 +148,17 @@ impl ControlService {
             updated.spec_version += 1;
         }
         let executor_changed = spec.executor != current.spec.executor;
+        let runtime_changed = spec.task.runtime.kind() != current.spec.task.runtime.kind();
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
             if executor_changed {
                 let executor = &updated.spec.executor;
                 plugins::check_ref(tx, "spec.executor", executor, PluginKind::Executor)?;
+            }
+            if executor_changed || runtime_changed {
+                let runtime = updated.spec.task.runtime.kind();
+                plugins::check_runs(tx, &updated.spec.executor, runtime)?;
             }
             Ok(tx.update(updated)?)
         })

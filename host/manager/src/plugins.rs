@@ -43,6 +43,31 @@ pub fn check_ref(tx: &impl StoreRead, field: &str, name: &str, kind: PluginKind)
     Ok(())
 }
 
+/// Refuse a service whose executor (`spec.executor`, already known to exist) does not run its
+/// tasks' runtime: it would be placed and then rejected by every node, over and over.
+pub fn check_runs(tx: &impl StoreRead, executor: &str, runtime: &str) -> Result<()> {
+    let runtimes: Vec<String> = match executor {
+        "" => return Ok(()),
+        "default" => vec!["process".into(), "wasi".into()],
+        "docker" => vec!["container".into()],
+        name => match tx.plugin_by_name(name) {
+            Some(plugin) => plugin.runtimes.clone(),
+            None => return Ok(()),
+        },
+    };
+    if runtimes.iter().any(|r| r == runtime) {
+        return Ok(());
+    }
+    Err(ManagerError::InvalidArgument(format!(
+        "spec.executor: {executor:?} runs {} tasks, not {runtime} tasks",
+        if runtimes.is_empty() {
+            "no".to_string()
+        } else {
+            runtimes.join(", ")
+        }
+    )))
+}
+
 /// Who refers to the plugin named `name`: the cluster's scheduler, services' and nodes'
 /// executors, as `kind name` phrases.
 pub fn users(tx: &impl StoreRead, name: &str) -> Vec<String> {

@@ -16,6 +16,10 @@ use crate::bindings::types::{ExecutorError, ExecutorInfo, ExitStatus};
 /// How often a waited-for task is inspected when no capability reports its end (a task run by
 /// something other than the host capabilities).
 pub const INSPECT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Wall-clock time a call may spend awaiting the host beyond its guest deadline (stopping a
+/// task waits for its stop timeout).
+pub const HOST_TIME_ALLOWANCE: Duration = Duration::from_secs(300);
 use crate::error::PluginError;
 use crate::health::{Health, PluginHealth};
 use crate::scheduler::instantiate_error;
@@ -66,7 +70,16 @@ impl ExecutorPlugin {
         call: impl Future<Output = Result<T, PluginError>>,
     ) -> Result<T, PluginError> {
         self.inner.health.admit(&self.inner.name)?;
-        let result = call.await;
+        // Time awaiting the host is not charged to the guest's deadline, so a guest could keep
+        // a call going through host operations: the call as a whole has a wall-clock limit too.
+        let limit = self.inner.host.config.call_deadline + HOST_TIME_ALLOWANCE;
+        let result = match tokio::time::timeout(limit, call).await {
+            Ok(result) => result,
+            Err(_) => Err(PluginError::DeadlineExceeded {
+                plugin: self.inner.name.to_string(),
+                deadline: limit,
+            }),
+        };
         if let Err(error) = &result {
             self.inner.health.record(&self.inner.name, error);
         }
@@ -119,6 +132,7 @@ impl ExecutorPlugin {
     /// change, and at least every [`INSPECT_INTERVAL`]. No instance is held in between.
     pub async fn wait(&self, task_id: &str) -> Result<ExitStatus, PluginError> {
         let capabilities = self.inner.host.capabilities.clone();
+        let mut signalled = false;
         loop {
             let state = match self.inspect(task_id).await {
                 Ok(state) => state,
@@ -149,8 +163,14 @@ impl ExecutorPlugin {
                     );
                 }
             }
+            if signalled {
+                // The capability said the task ended, yet the executor says it runs (restarted
+                // outside swarm, say): its signal stays set, so only the interval paces us.
+                tokio::time::sleep(INSPECT_INTERVAL).await;
+                continue;
+            }
             tokio::select! {
-                () = capabilities.task_ended(task_id) => {}
+                () = capabilities.task_ended(task_id) => signalled = true,
                 () = tokio::time::sleep(INSPECT_INTERVAL) => {}
             }
         }

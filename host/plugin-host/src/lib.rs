@@ -56,7 +56,7 @@ pub use discovery::DiscoveryPlugin;
 pub use docker::{DEFAULT_ENGINE_ADDR, TASK_LABEL, probe_engine};
 pub use engine::{EPOCH_TICK, MAX_PLUGIN_INSTANCES};
 pub use error::PluginError;
-pub use executor::{ExecutorPlugin, INSPECT_INTERVAL};
+pub use executor::{ExecutorPlugin, HOST_TIME_ALLOWANCE, INSPECT_INTERVAL};
 pub use grants::{
     Capability, DEFAULT_EXECUTOR_GRANTS, PluginKind, PluginSummary, WIT_PACKAGE, WIT_VERSION,
 };

@@ -414,6 +414,22 @@ async fn plugins_in_use_cannot_be_removed_and_references_must_exist() {
         "spec.scheduler: plugin \"runner\" is of kind executor, not scheduler"
     );
 
+    // An executor that does not run the tasks' runtime is refused: every node would reject them.
+    web.executor = "docker".into();
+    let (code, message) = refused(
+        s.client
+            .create_service(pb::CreateServiceRequest {
+                spec: Some(web.clone()),
+            })
+            .await,
+        "process tasks on the docker executor",
+    );
+    assert_eq!(code, Code::InvalidArgument);
+    assert_eq!(
+        message,
+        "spec.executor: \"docker\" runs container tasks, not process tasks"
+    );
+
     web.executor = "runner".into();
     s.client
         .create_service(pb::CreateServiceRequest { spec: Some(web) })
