@@ -11,6 +11,7 @@ mod cluster;
 mod constraint;
 mod container;
 mod id;
+mod join_token;
 mod meta;
 mod node;
 mod plugin;
@@ -26,6 +27,9 @@ pub use cluster::{
 pub use constraint::{Constraint, ConstraintOp, node_satisfies};
 pub use container::{ContainerSpec, Mount, MountKind, RESERVED_LABEL_PREFIX};
 pub use id::{ID_LEN, new_id};
+pub use join_token::{
+    JOIN_TOKEN_PREFIX, JOIN_TOKEN_VERSION, JoinToken, JoinTokenError, JoinTokens,
+};
 pub use meta::{Annotations, Meta, Timestamp};
 pub use node::{
     Availability, EngineDescription, ManagerStatus, Membership, Node, NodeDescription, NodeRole,
