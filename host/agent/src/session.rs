@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use sha2::{Digest as _, Sha256};
 use swarm_proto::pb;
 use swarm_proto::pb::dispatcher_client::DispatcherClient;
 use swarm_types::{Task, TaskState, TaskStatus, Timestamp};
@@ -421,7 +420,7 @@ impl Plugins {
                 warn!(plugin = %plugin.name, "this agent cannot load installed executors");
                 continue;
             };
-            let actual = format!("sha256:{}", hex::encode(Sha256::digest(&plugin.component)));
+            let actual = swarm_plugin_host::component_digest(&plugin.component);
             if actual != plugin.digest {
                 error!(
                     plugin = %plugin.name,
@@ -766,11 +765,21 @@ mod tests {
         }
     }
 
+    /// What an agent starts with: no installed executor loaded, components kept in `dir`.
+    fn fresh(loader: &Arc<CountingLoader>, dir: &std::path::Path) -> Plugins {
+        Plugins {
+            executors: Executors::default(),
+            loader: Some(Arc::clone(loader) as Arc<dyn ExecutorLoader>),
+            installed: Arc::default(),
+            dir: Some(dir.to_path_buf()),
+        }
+    }
+
     fn component(name: &str, bytes: &[u8], digest: Option<&str>) -> pb::PluginComponent {
         pb::PluginComponent {
             name: name.into(),
             digest: digest.map_or_else(
-                || format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
+                || swarm_plugin_host::component_digest(bytes),
                 str::to_string,
             ),
             capabilities: vec!["process".into()],
@@ -782,12 +791,7 @@ mod tests {
     async fn components_load_once_and_only_with_their_digest() {
         let loader = Arc::new(CountingLoader::default());
         let dir = tempfile::tempdir().expect("temp dir");
-        let plugins = Plugins {
-            executors: Executors::default(),
-            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
-            installed: Arc::default(),
-            dir: Some(dir.path().to_path_buf()),
-        };
+        let plugins = fresh(&loader, dir.path());
         let forged = "sha256:".to_string() + &"0".repeat(64);
         plugins
             .load(vec![component("evil", b"some bytes", Some(&forged))])
@@ -817,28 +821,18 @@ mod tests {
         );
 
         // A restarted agent loads what was kept, the latest version, before any session.
-        let restarted = Plugins {
-            executors: Executors::default(),
-            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
-            installed: Arc::default(),
-            dir: Some(dir.path().to_path_buf()),
-        };
+        let restarted = fresh(&loader, dir.path());
         restarted.restore().await;
         assert_eq!(loader.loads.load(Ordering::SeqCst), 3);
         assert!(restarted.executors.get("echo").is_some());
-        let expected = format!("sha256:{}", hex::encode(Sha256::digest(b"v2")));
+        let expected = swarm_plugin_host::component_digest(b"v2");
         assert_eq!(
             restarted.installed.lock().await.get("echo"),
             Some(&expected)
         );
         // Kept bytes that no longer match their digest are not loaded.
         std::fs::write(dir.path().join("echo.wasm"), b"tampered").expect("write");
-        let tampered = Plugins {
-            executors: Executors::default(),
-            loader: Some(Arc::clone(&loader) as Arc<dyn ExecutorLoader>),
-            installed: Arc::default(),
-            dir: Some(dir.path().to_path_buf()),
-        };
+        let tampered = fresh(&loader, dir.path());
         tampered.restore().await;
         assert_eq!(loader.loads.load(Ordering::SeqCst), 3);
         assert!(tampered.executors.get("echo").is_none());

@@ -388,7 +388,6 @@ impl Dispatcher {
                         "quarantined on node {node_id} after {} failures: {}",
                         report.failures, report.message
                     ));
-                    tracing::error!(event = "plugin_quarantined", plugin = %report.name, %node_id, %message, "executor plugin quarantined");
                     let plugin = tx.plugin_by_name(&report.name)?;
                     // Agents are not trusted: only an executor this node runs tasks on.
                     let runs_it = tx
@@ -400,16 +399,10 @@ impl Dispatcher {
                     {
                         return None;
                     }
-                    let mut plugin = swarm_types::Plugin::clone(plugin);
-                    // No bytes: the store keeps the component it has.
-                    plugin.component = Default::default();
-                    plugin.status = swarm_types::PluginStatus {
-                        quarantined: true,
-                        failures: report.failures,
-                        message,
-                        updated_at: now,
-                    };
-                    plugin.meta.updated_at = now;
+                    tracing::error!(event = "plugin_quarantined", plugin = %report.name, %node_id, %message, "executor plugin quarantined");
+                    let status =
+                        swarm_types::PluginStatus::quarantined(report.failures, message, now);
+                    let plugin = plugin.with_status(status);
                     Some(Action::Update(Object::Plugin(plugin)))
                 })
                 .collect()
@@ -518,14 +511,19 @@ fn plugins_for<'a>(
         if plugin.component.is_empty() || !sent.insert(plugin.digest.clone()) {
             continue;
         }
-        plugins.push(pb::PluginComponent {
-            name: plugin.name().to_string(),
-            digest: plugin.digest.clone(),
-            capabilities: plugin.spec.capabilities.clone(),
-            component: plugin.component.as_bytes().to_vec(),
-        });
+        plugins.push(component_message(plugin));
     }
     plugins
+}
+
+/// An installed executor as the assignment stream sends it.
+fn component_message(plugin: &swarm_types::Plugin) -> pb::PluginComponent {
+    pb::PluginComponent {
+        name: plugin.name().to_string(),
+        digest: plugin.digest.clone(),
+        capabilities: plugin.spec.capabilities.clone(),
+        component: plugin.component.as_bytes().to_vec(),
+    }
 }
 
 fn assignment_change(task: &Task, action: pb::assignment_change::Action) -> pb::AssignmentChange {
@@ -813,12 +811,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                         && let Some(stored) = store.view(|tx| tx.plugin(&new.id).cloned())
                         && !stored.component.is_empty()
                     {
-                        plugins.push(pb::PluginComponent {
-                            name: stored.name().to_string(),
-                            digest: stored.digest.clone(),
-                            capabilities: stored.spec.capabilities.clone(),
-                            component: stored.component.as_bytes().to_vec(),
-                        });
+                        plugins.push(component_message(&stored));
                     }
                 }
                 if out.is_empty() && plugins.is_empty() {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use sha2::{Digest as _, Sha256};
 use swarm_plugin_host as ph;
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, ObjectKind, StoreRead};
@@ -16,11 +15,6 @@ use tracing::info;
 
 use crate::commit::{Committer, commit_with};
 use crate::error::{ManagerError, Result};
-
-/// The `sha256:<hex>` digest of a component, as plugins are stored by.
-pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
 
 /// Refuse a spec that names a plugin (`field`: `spec.scheduler`, `spec.executor`) that is not
 /// installed or is not of `kind`. An empty name refers to no plugin.
@@ -43,17 +37,24 @@ pub fn check_ref(tx: &impl StoreRead, field: &str, name: &str, kind: PluginKind)
     Ok(())
 }
 
+/// The runtimes the executor `name` runs: the embedded ones' fixed sets, or what an installed
+/// one's `describe` said at install. `None` for no name or an unknown one.
+pub fn executor_runtimes(tx: &impl StoreRead, name: &str) -> Option<Vec<String>> {
+    match name {
+        "" => None,
+        "default" => Some(vec!["process".into(), "wasi".into()]),
+        "docker" => Some(vec!["container".into()]),
+        name => tx
+            .plugin_by_name(name)
+            .map(|plugin| plugin.runtimes.clone()),
+    }
+}
+
 /// Refuse a service whose executor (`spec.executor`, already known to exist) does not run its
 /// tasks' runtime: it would be placed and then rejected by every node, over and over.
 pub fn check_runs(tx: &impl StoreRead, executor: &str, runtime: &str) -> Result<()> {
-    let runtimes: Vec<String> = match executor {
-        "" => return Ok(()),
-        "default" => vec!["process".into(), "wasi".into()],
-        "docker" => vec!["container".into()],
-        name => match tx.plugin_by_name(name) {
-            Some(plugin) => plugin.runtimes.clone(),
-            None => return Ok(()),
-        },
+    let Some(runtimes) = executor_runtimes(tx, executor) else {
+        return Ok(());
     };
     if runtimes.iter().any(|r| r == runtime) {
         return Ok(());
@@ -129,7 +130,7 @@ impl Registry {
         spec.validate()?;
         spec.normalize();
         check_plugin_size(component.len() as u64)?;
-        let digest = digest_of(&component);
+        let digest = ph::component_digest(&component);
         let name = spec.annotations.name.clone();
         if let Some(existing) = self.store.view(|tx| tx.plugin_by_name(&name).cloned()) {
             let same = same_install(&existing, &spec, &digest)?;
@@ -142,13 +143,7 @@ impl Registry {
                 let Some(current) = tx.plugin_by_name(&name) else {
                     return Ok(());
                 };
-                let mut lifted = current.without_component();
-                lifted.status = PluginStatus {
-                    updated_at: now,
-                    ..Default::default()
-                };
-                lifted.meta.updated_at = now;
-                Ok(tx.update(lifted)?)
+                Ok(tx.update(current.with_status(PluginStatus::healthy(now)))?)
             })
             .await?;
             info!(plugin = %name, "plugin quarantine lifted by a new install of the same component");
@@ -192,10 +187,7 @@ impl Registry {
                 .collect(),
             runtimes: summary.runtimes,
             schemes: summary.schemes,
-            status: PluginStatus {
-                updated_at: now,
-                ..Default::default()
-            },
+            status: PluginStatus::healthy(now),
         };
         plugin.validate()?;
         let listed = plugin.without_component();

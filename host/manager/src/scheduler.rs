@@ -202,14 +202,8 @@ fn node_executor(tx: &impl StoreRead, node_id: &str, task: &Task) -> String {
     };
     let name = &node.spec.executor;
     let runtime = task.spec.runtime.kind();
-    let runs = match name.as_str() {
-        "" => false,
-        "default" => matches!(runtime, "process" | "wasi"),
-        "docker" => runtime == "container",
-        _ => tx
-            .plugin_by_name(name)
-            .is_some_and(|plugin| plugin.runtimes.iter().any(|r| r == runtime)),
-    };
+    let runs = crate::plugins::executor_runtimes(tx, name)
+        .is_some_and(|runtimes| runtimes.iter().any(|r| r == runtime));
     if runs { name.clone() } else { String::new() }
 }
 
@@ -758,16 +752,12 @@ impl SchedulerDriver {
         let now = Timestamp::now();
         let action = self.store.view(|tx| {
             tx.plugin_by_name(&name).map(|plugin| {
-                let mut plugin = swarm_types::Plugin::clone(plugin);
-                // No bytes: the store keeps the component it has.
-                plugin.component = Default::default();
-                plugin.status = swarm_types::PluginStatus {
-                    quarantined: true,
-                    failures: health.recent_failures,
-                    message: message.clone(),
-                    updated_at: now,
-                };
-                plugin.meta.updated_at = now;
+                let status = swarm_types::PluginStatus::quarantined(
+                    health.recent_failures,
+                    message.clone(),
+                    now,
+                );
+                let plugin = plugin.with_status(status);
                 Action::Update(Object::Plugin(plugin))
             })
         });

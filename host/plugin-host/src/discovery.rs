@@ -183,15 +183,7 @@ impl DiscoveryPlugin {
     async fn live(&mut self) -> Result<&mut Live, PluginError> {
         self.health.admit(&self.name)?;
         if self.live.is_none() {
-            let config = &self.host.config;
-            let mut store = new_store(
-                self.host.plugins.engine(),
-                &self.name,
-                config.memory_limit_bytes,
-                config.call_deadline,
-                &self.host.capabilities,
-            );
-            begin_call(&mut store);
+            let mut store = new_store(&self.host, &self.name);
             let bindings = match self.pre.instantiate_async(&mut store).await {
                 Ok(bindings) => bindings,
                 Err(error) => {

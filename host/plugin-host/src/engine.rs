@@ -196,7 +196,7 @@ fn deserialize(engine: &Engine, artifact: &[u8]) -> wasmtime::Result<Component> 
     unsafe { Component::deserialize(engine, artifact) }
 }
 
-/// The lowercase hex sha256 of `bytes`: a component's digest as the cluster stores it.
-pub(crate) fn digest_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+/// A component's digest as the cluster stores and checks it: `sha256:<64 lowercase hex>`.
+pub fn component_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }

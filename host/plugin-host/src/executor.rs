@@ -232,15 +232,7 @@ impl ExecutorPlugin {
     }
 
     async fn instantiate(&self) -> Result<(Store<StoreState>, Bindings), PluginError> {
-        let host = &self.inner.host;
-        let mut store = new_store(
-            host.plugins.engine(),
-            &self.inner.name,
-            host.config.memory_limit_bytes,
-            host.config.call_deadline,
-            &host.capabilities,
-        );
-        begin_call(&mut store);
+        let mut store = new_store(&self.inner.host, &self.inner.name);
         match self.inner.pre.instantiate_async(&mut store).await {
             Ok(bindings) => {
                 begin_call(&mut store);

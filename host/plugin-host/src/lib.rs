@@ -54,7 +54,7 @@ pub use bindings::types::{
 pub use capabilities::LogStream;
 pub use discovery::DiscoveryPlugin;
 pub use docker::{DEFAULT_ENGINE_ADDR, TASK_LABEL, probe_engine};
-pub use engine::{EPOCH_TICK, MAX_PLUGIN_INSTANCES};
+pub use engine::{EPOCH_TICK, MAX_PLUGIN_INSTANCES, component_digest};
 pub use error::PluginError;
 pub use executor::{ExecutorPlugin, HOST_TIME_ALLOWANCE, INSPECT_INTERVAL};
 pub use grants::{
@@ -289,7 +289,7 @@ impl PluginHost {
     ) -> Result<PluginSummary, PluginError> {
         let mut summary = PluginSummary {
             kind,
-            digest: format!("sha256:{}", engine::digest_hex(component)),
+            digest: component_digest(component),
             size_bytes: component.len() as u64,
             imports: Vec::new(),
             runtimes: Vec::new(),

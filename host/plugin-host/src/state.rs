@@ -8,6 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+use crate::HostInner;
 use crate::capabilities::Capabilities;
 use crate::error::PluginError;
 
@@ -94,14 +95,12 @@ impl WasiView for StoreState {
 /// Makes a store for one plugin instance: no preopens, no environment, no network, output
 /// discarded (plugins log through the `log` capability), a memory limit and a deadline checked at
 /// every epoch tick, yielding to the async runtime at each tick so a spinning guest never holds a
-/// thread.
-pub(crate) fn new_store(
-    engine: &wasmtime::Engine,
-    plugin: &Arc<str>,
-    memory_limit_bytes: usize,
-    deadline: Duration,
-    capabilities: &Arc<Capabilities>,
-) -> Store<StoreState> {
+/// thread. The host config gives the limits; the deadline clock starts now (for instantiation).
+pub(crate) fn new_store(host: &HostInner, plugin: &Arc<str>) -> Store<StoreState> {
+    let engine = host.plugins.engine();
+    let memory_limit_bytes = host.config.memory_limit_bytes;
+    let deadline = host.config.call_deadline;
+    let capabilities = &host.capabilities;
     let wasi = WasiCtxBuilder::new().build();
     let state = StoreState {
         plugin: plugin.clone(),
@@ -129,6 +128,7 @@ pub(crate) fn new_store(
         }
         Ok(UpdateDeadline::Yield(1))
     });
+    begin_call(&mut store);
     store
 }
 

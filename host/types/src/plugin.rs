@@ -145,6 +145,26 @@ pub struct PluginStatus {
     pub updated_at: Timestamp,
 }
 
+impl PluginStatus {
+    /// Quarantined at `now` after `failures` failures, `message` saying where and why.
+    pub fn quarantined(failures: u32, message: String, now: Timestamp) -> Self {
+        Self {
+            quarantined: true,
+            failures,
+            message,
+            updated_at: now,
+        }
+    }
+
+    /// Not quarantined, as of `now` (a fresh install, or a quarantine lifted).
+    pub fn healthy(now: Timestamp) -> Self {
+        Self {
+            updated_at: now,
+            ..Default::default()
+        }
+    }
+}
+
 /// A component's bytes, shared (cloning a plugin does not copy them). In JSON (the raft log,
 /// snapshots) they are base64 text.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -275,6 +295,15 @@ impl Plugin {
             component: ComponentBytes::default(),
             ..self.clone()
         }
+    }
+
+    /// The plugin with `status`, for a status-only update: without its bytes (the store keeps
+    /// the component it has), updated at the status's time.
+    pub fn with_status(&self, status: PluginStatus) -> Plugin {
+        let mut plugin = self.without_component();
+        plugin.meta.updated_at = status.updated_at;
+        plugin.status = status;
+        plugin
     }
 
     /// Check the spec, the digest's form, the size, and that the bytes (when present) have

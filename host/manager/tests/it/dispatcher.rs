@@ -712,21 +712,7 @@ async fn shutting_down_ends_open_sessions_and_assignment_streams() {
 async fn a_quarantine_report_marks_the_installed_executor_once() {
     let s = must_serve().await;
     let bytes: &[u8] = b"component bytes";
-    let plugin = swarm_types::Plugin {
-        id: "plugin-1".into(),
-        spec: swarm_types::PluginSpec {
-            annotations: swarm_types::Annotations {
-                name: "runner".into(),
-                labels: Default::default(),
-            },
-            kind: swarm_types::PluginKind::Executor,
-            capabilities: vec!["process".into()],
-        },
-        digest: format!("sha256:{}", "a".repeat(64)),
-        size_bytes: bytes.len() as u64,
-        component: swarm_types::ComponentBytes::new(bytes),
-        ..Default::default()
-    };
+    let plugin = runner_plugin(bytes, format!("sha256:{}", "a".repeat(64)));
     s.h.must_commit(|tx| Ok(tx.create(plugin)?)).await;
     let mut agent = must_register(s.addr, "node-1").await;
     let mut bystander = must_register(s.addr, "node-2").await;
@@ -808,21 +794,7 @@ async fn installed_executors_come_with_assignments_and_again_when_a_quarantine_l
     let s = must_serve().await;
     let bytes: &[u8] = b"an executor component";
     let digest = format!("sha256:{}", "b".repeat(64));
-    let plugin = swarm_types::Plugin {
-        id: "plugin-1".into(),
-        spec: swarm_types::PluginSpec {
-            annotations: swarm_types::Annotations {
-                name: "runner".into(),
-                labels: Default::default(),
-            },
-            kind: swarm_types::PluginKind::Executor,
-            capabilities: vec!["process".into()],
-        },
-        digest: digest.clone(),
-        size_bytes: bytes.len() as u64,
-        component: swarm_types::ComponentBytes::new(bytes),
-        ..Default::default()
-    };
+    let plugin = runner_plugin(bytes, digest.clone());
     s.h.must_commit(|tx| Ok(tx.create(plugin)?)).await;
     let mut agent = must_register(s.addr, "node-1").await;
     let service = s.h.must_create_service(service_spec("web", 2)).await;
@@ -864,4 +836,23 @@ async fn installed_executors_come_with_assignments_and_again_when_a_quarantine_l
     assert_eq!(again.plugins[0].component, bytes);
     assert_eq!(again.applies_to, complete.results_in, "the chain goes on");
     drop(agent);
+}
+
+/// An installed executor named `runner` with these bytes, as the registry stores it.
+fn runner_plugin(bytes: &[u8], digest: String) -> swarm_types::Plugin {
+    swarm_types::Plugin {
+        id: "plugin-1".into(),
+        spec: swarm_types::PluginSpec {
+            annotations: swarm_types::Annotations {
+                name: "runner".into(),
+                labels: Default::default(),
+            },
+            kind: swarm_types::PluginKind::Executor,
+            capabilities: vec!["process".into()],
+        },
+        digest,
+        size_bytes: bytes.len() as u64,
+        component: swarm_types::ComponentBytes::new(bytes),
+        ..Default::default()
+    }
 }

@@ -95,6 +95,23 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 impl Served {
+    /// Starts a scheduler driver with the embedded default scheduler; following the cluster's
+    /// `spec.scheduler` through the test plugin host when `follow_cluster`. Returns the name of
+    /// the scheduler placing, as the driver reports it.
+    fn spawn_driver(&mut self, follow_cluster: bool) -> tokio::sync::watch::Receiver<String> {
+        let mut driver = SchedulerDriver::new(
+            self.h.store.clone(),
+            self.h.committer.clone(),
+            Box::new(must_load_scheduler()),
+        );
+        if follow_cluster {
+            driver = driver.with_plugin_host(plugin_host().clone());
+        }
+        let active = driver.active_scheduler();
+        self.h.spawn(driver.run(self.h.cancel_token()));
+        active
+    }
+
     async fn shutdown(self) {
         drop(self.client);
         self.h.shutdown().await;
@@ -476,14 +493,7 @@ async fn plugins_in_use_cannot_be_removed_and_references_must_exist() {
 async fn the_scheduler_switches_to_an_installed_plugin_and_keeps_placing() {
     let mut s = must_serve(3).await;
     s.h.start_orchestrator();
-    let driver = SchedulerDriver::new(
-        s.h.store.clone(),
-        s.h.committer.clone(),
-        Box::new(must_load_scheduler()),
-    )
-    .with_plugin_host(plugin_host().clone());
-    let mut active = driver.active_scheduler();
-    s.h.spawn(driver.run(s.h.cancel_token()));
+    let mut active = s.spawn_driver(true);
     assert_eq!(*active.borrow(), "", "the embedded default places first");
 
     // The default scheduler's bytes, installed under another name.
@@ -566,14 +576,7 @@ async fn the_scheduler_switches_to_an_installed_plugin_and_keeps_placing() {
 async fn a_scheduler_that_keeps_failing_is_quarantined_and_the_default_takes_over() {
     let mut s = must_serve(2).await;
     s.h.start_orchestrator();
-    let driver = SchedulerDriver::new(
-        s.h.store.clone(),
-        s.h.committer.clone(),
-        Box::new(must_load_scheduler()),
-    )
-    .with_plugin_host(plugin_host().clone());
-    let mut active = driver.active_scheduler();
-    s.h.spawn(driver.run(s.h.cancel_token()));
+    let mut active = s.spawn_driver(true);
 
     // It takes the node set, so the driver switches to it; then every placement traps.
     s.must_install(
@@ -614,12 +617,7 @@ async fn a_scheduler_that_keeps_failing_is_quarantined_and_the_default_takes_ove
 async fn tasks_on_a_quarantined_executor_wait_with_the_reason() {
     let mut s = must_serve(2).await;
     s.h.start_orchestrator();
-    let driver = SchedulerDriver::new(
-        s.h.store.clone(),
-        s.h.committer.clone(),
-        Box::new(must_load_scheduler()),
-    );
-    s.h.spawn(driver.run(s.h.cancel_token()));
+    s.spawn_driver(false);
     s.must_install(
         "runner",
         pb::PluginKind::Executor,
@@ -681,12 +679,7 @@ async fn tasks_on_a_quarantined_executor_wait_with_the_reason() {
 async fn a_nodes_executor_applies_to_tasks_whose_service_names_none() {
     let mut s = must_serve(1).await;
     s.h.start_orchestrator();
-    let driver = SchedulerDriver::new(
-        s.h.store.clone(),
-        s.h.committer.clone(),
-        Box::new(must_load_scheduler()),
-    );
-    s.h.spawn(driver.run(s.h.cancel_token()));
+    s.spawn_driver(false);
     s.must_install(
         "runner",
         pb::PluginKind::Executor,

@@ -177,3 +177,38 @@ pub fn sort_nodes(nodes: &mut [t::Node]) {
 pub fn sort_services(services: &mut [t::Service]) {
     services.sort_by(|a, b| (a.name(), &a.id).cmp(&(b.name(), &b.id)));
 }
+
+/// Removes what each query names, one at a time, as every `rm` command does: prints the query
+/// once it is removed and the error when it is not, and fails with the worst error at the end.
+pub async fn remove_each<T: crate::resolve::Named>(
+    kind: &str,
+    queries: &[String],
+    items: &[T],
+    mut remove: impl AsyncFnMut(&str) -> Result<(), CliError>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut failures: Vec<CliError> = Vec::new();
+    for query in queries {
+        let removed = match crate::resolve::resolve(kind, query, items, |_| false) {
+            Ok(item) => remove(item.id()).await,
+            Err(e) => Err(e),
+        };
+        match removed {
+            Ok(()) => writeln!(out, "{query}")?,
+            Err(e) => {
+                writeln!(err, "Error: {e}")?;
+                failures.push(e);
+            }
+        }
+    }
+    if let Some(worst) = failures.into_iter().max_by_key(CliError::exit_code) {
+        let message = format!("could not remove every {kind}: {worst}");
+        return Err(match worst {
+            CliError::User(_) => CliError::User(message),
+            CliError::System(_) => CliError::System(message),
+        }
+        .into());
+    }
+    Ok(())
+}

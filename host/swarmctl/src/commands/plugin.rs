@@ -46,28 +46,15 @@ pub async fn run(
         PluginCommand::Rm { plugins: queries } => {
             let mut manager = context.connect().await?;
             let plugins = manager.list_plugins().await?;
-            let mut failures: Vec<CliError> = Vec::new();
-            for query in &queries {
-                let removed = match resolve("plugin", query, &plugins, |_| false) {
-                    Ok(plugin) => manager.remove_plugin(&plugin.id).await,
-                    Err(e) => Err(e),
-                };
-                match removed {
-                    Ok(()) => writeln!(out, "{query}")?,
-                    Err(e) => {
-                        writeln!(err, "Error: {e}")?;
-                        failures.push(e);
-                    }
-                }
-            }
-            if let Some(worst) = failures.into_iter().max_by_key(CliError::exit_code) {
-                let message = format!("could not remove every plugin: {worst}");
-                return Err(match worst {
-                    CliError::User(_) => CliError::User(message),
-                    CliError::System(_) => CliError::System(message),
-                }
-                .into());
-            }
+            super::remove_each(
+                "plugin",
+                &queries,
+                &plugins,
+                async |id: &str| manager.remove_plugin(id).await,
+                out,
+                err,
+            )
+            .await?;
         }
     }
     Ok(())

@@ -100,28 +100,15 @@ pub async fn run(
         }
         ServiceCommand::Rm { services: queries } => {
             let services = manager.list_services().await?;
-            let mut failures: Vec<CliError> = Vec::new();
-            for query in &queries {
-                let removed = match resolve("service", query, &services, |_| false) {
-                    Ok(service) => manager.remove_service(&service.id).await,
-                    Err(e) => Err(e),
-                };
-                match removed {
-                    Ok(()) => writeln!(out, "{query}")?,
-                    Err(e) => {
-                        writeln!(err, "Error: {e}")?;
-                        failures.push(e);
-                    }
-                }
-            }
-            if let Some(worst) = failures.into_iter().max_by_key(CliError::exit_code) {
-                let message = format!("could not remove every service: {worst}");
-                return Err(match worst {
-                    CliError::User(_) => CliError::User(message),
-                    CliError::System(_) => CliError::System(message),
-                }
-                .into());
-            }
+            super::remove_each(
+                "service",
+                &queries,
+                &services,
+                async |id: &str| manager.remove_service(id).await,
+                out,
+                err,
+            )
+            .await?;
         }
     }
     Ok(())
