@@ -6,6 +6,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "swarm/v1/objects.proto",
         "swarm/v1/control.proto",
         "swarm/v1/dispatcher.proto",
+        "swarm/v1/ca.proto",
+        "swarm/v1/raft.proto",
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());

@@ -3,6 +3,7 @@
 
 mod docker;
 mod errors;
+mod multi;
 mod plugins;
 mod recovery;
 mod runtimes;

@@ -1,5 +1,7 @@
 //! Helpers for the cross-crate suites: a `TestNode` that runs the real `swarmd` binary in a
-//! temporary state directory, and runs the real `swarmctl` against it.
+//! temporary state directory, and runs the real `swarmctl` against it; a `TestCluster` of
+//! several such processes (managers and workers) on loopback, joined with real join tokens over
+//! mutual TLS.
 //!
 //! The binaries come from the workspace's target directory (`cargo build --workspace --bins`,
 //! which `scripts/test.sh` runs first); a missing binary fails with that instruction.
@@ -81,22 +83,104 @@ impl Ctl {
     }
 }
 
+/// How a [`TestNode`] runs.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub hostname: String,
+    /// The remote API port (kept across restarts); 0 picks a free one.
+    pub port: u16,
+    /// `(manager address, join token)` for a node that joins a cluster.
+    pub join: Option<(String, String)>,
+    /// More swarmd flags.
+    pub args: Vec<String>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self {
+            hostname: "node-1".into(),
+            port: 0,
+            join: None,
+            args: Vec::new(),
+        }
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// A `swarmd` process with its own state directory.
 pub struct TestNode {
     dir: tempfile::TempDir,
     child: Option<Child>,
+    options: NodeOptions,
 }
 
 impl TestNode {
-    /// Start swarmd in a fresh state directory and wait until its node is READY.
+    /// Start swarmd in a fresh state directory (a new one-manager cluster) and wait until its
+    /// node is READY.
     pub fn start() -> Self {
+        let node = Self::spawn_with(NodeOptions::default());
+        node.wait_ready_local();
+        node
+    }
+
+    /// Start swarmd with `options` without waiting for anything.
+    pub fn spawn_with(mut options: NodeOptions) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("swarm")
             .tempdir()
             .expect("tempdir");
-        let mut node = TestNode { dir, child: None };
+        if options.port == 0 {
+            options.port = free_port();
+        }
+        let mut node = TestNode {
+            dir,
+            child: None,
+            options,
+        };
         node.spawn();
         node
+    }
+
+    /// The address other nodes join through.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.options.port)
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.options.hostname
+    }
+
+    /// Wait until this node's own control socket lists it READY (a manager).
+    pub fn wait_ready_local(&self) {
+        let hostname = self.options.hostname.clone();
+        poll(&format!("{hostname} to be ready"), || {
+            let out = self.ctl(&["--format", "json", "node", "ls"]);
+            if out.code != 0 {
+                return None;
+            }
+            out.json()
+                .as_array()?
+                .iter()
+                .any(|n| {
+                    n["description"]["hostname"] == hostname.as_str()
+                        && n["status"]["state"] == "ready"
+                })
+                .then_some(())
+        });
+    }
+
+    /// Whether the swarmd process has exited (and how).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -113,27 +197,29 @@ impl TestNode {
             .append(true)
             .open(self.dir.path().join("swarmd.log"))
             .expect("log file");
-        let child = Command::new(binary("swarmd"))
+        let mut command = Command::new(binary("swarmd"));
+        command
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args([
-                "--listen-remote-api",
-                "127.0.0.1:0",
-                "--hostname",
-                "node-1",
-                "--log-level",
-                "info",
-            ])
+            .arg("--listen-remote-api")
+            .arg(self.addr())
+            .arg("--hostname")
+            .arg(&self.options.hostname)
+            .args(["--log-level", "info"]);
+        if let Some((addr, token)) = &self.options.join {
+            command
+                .args(["--join-addr", addr])
+                .arg("--join-token")
+                .arg(token);
+        }
+        let child = command
+            .args(&self.options.args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("spawn swarmd");
         self.child = Some(child);
-        poll("the node to be ready", || {
-            let out = self.ctl(&["--format", "json", "node", "ls"]);
-            (out.code == 0 && out.json()[0]["status"]["state"] == "ready").then_some(())
-        });
     }
 
     /// Kill swarmd with SIGKILL (no shutdown at all), leaving its tasks running.
@@ -144,8 +230,18 @@ impl TestNode {
         }
     }
 
-    /// Start swarmd again on the same state directory.
+    /// Start swarmd again on the same state directory (and port) and, for the node of a
+    /// one-node cluster, wait until it is READY.
     pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+        if self.options.join.is_none() {
+            self.wait_ready_local();
+        }
+    }
+
+    /// Start swarmd again without waiting (any role).
+    pub fn respawn(&mut self) {
         self.kill9();
         self.spawn();
     }
@@ -274,4 +370,134 @@ impl Drop for TestNode {
 /// A path inside the plugin artifacts (for `--wasi` tasks).
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
+}
+
+/// Several swarmd processes on loopback forming one cluster: `managers[0]` created it, the
+/// other managers and the workers joined with the cluster's join tokens.
+pub struct TestCluster {
+    pub managers: Vec<TestNode>,
+    pub workers: Vec<TestNode>,
+}
+
+/// Swarmd flags every node of a [`TestCluster`] gets: 100 ms raft ticks as in production, an
+/// election after 1-2 s of silence.
+const CLUSTER_ARGS: &[&str] = &["--heartbeat-tick", "1", "--election-tick", "10"];
+
+impl TestCluster {
+    /// Start `managers` managers (at least 1) and `workers` workers, and wait until every node
+    /// is READY. Agents heartbeat every second (so a dead node is DOWN after 3 s).
+    pub fn start(managers: usize, workers: usize) -> Self {
+        assert!(managers >= 1, "a cluster needs a manager");
+        let first = TestNode::spawn_with(NodeOptions {
+            hostname: "manager-1".into(),
+            args: CLUSTER_ARGS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        first.wait_ready_local();
+        first
+            .ctl(&["cluster", "update", "--heartbeat-period", "1s"])
+            .ok();
+        let mut cluster = TestCluster {
+            managers: vec![first],
+            workers: Vec::new(),
+        };
+        for i in 2..=managers {
+            cluster.add_manager(&format!("manager-{i}"));
+        }
+        for i in 1..=workers {
+            cluster.add_worker(&format!("worker-{i}"));
+        }
+        cluster
+    }
+
+    /// The join token of `role` ("worker" or "manager"), from `cluster inspect`.
+    pub fn token(&self, role: &str) -> String {
+        let cluster = self
+            .any_manager()
+            .ctl(&["--format", "json", "cluster", "inspect"])
+            .ok()
+            .json();
+        cluster["root_ca"][format!("{role}_token")]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {role} token in {cluster}"))
+            .to_string()
+    }
+
+    /// A manager whose process runs (for control calls: followers forward to the leader).
+    pub fn any_manager(&self) -> &TestNode {
+        self.managers
+            .iter()
+            .find(|m| m.child.is_some())
+            .expect("a running manager")
+    }
+
+    /// Join a new manager and wait until it is READY.
+    pub fn add_manager(&mut self, hostname: &str) -> &TestNode {
+        let node = TestNode::spawn_with(NodeOptions {
+            hostname: hostname.into(),
+            join: Some((self.any_manager().addr(), self.token("manager"))),
+            args: CLUSTER_ARGS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        self.wait_ready(hostname);
+        self.managers.push(node);
+        self.managers.last().expect("pushed")
+    }
+
+    /// Join a new worker and wait until it is READY.
+    pub fn add_worker(&mut self, hostname: &str) -> &TestNode {
+        let node = TestNode::spawn_with(NodeOptions {
+            hostname: hostname.into(),
+            join: Some((self.any_manager().addr(), self.token("worker"))),
+            args: CLUSTER_ARGS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        });
+        self.wait_ready(hostname);
+        self.workers.push(node);
+        self.workers.last().expect("pushed")
+    }
+
+    /// `node ls` as JSON, asked of any running manager.
+    pub fn nodes(&self) -> Vec<Value> {
+        let out = self.any_manager().ctl(&["--format", "json", "node", "ls"]);
+        if out.code != 0 {
+            return Vec::new();
+        }
+        out.json().as_array().cloned().unwrap_or_default()
+    }
+
+    /// The node object of `hostname`.
+    pub fn node(&self, hostname: &str) -> Option<Value> {
+        self.nodes()
+            .into_iter()
+            .find(|n| n["description"]["hostname"] == hostname)
+    }
+
+    /// Wait until `hostname` is in state `state` ("ready", "down").
+    pub fn wait_state(&self, hostname: &str, state: &str) {
+        poll(&format!("{hostname} to be {state}"), || {
+            self.node(hostname)
+                .filter(|n| n["status"]["state"] == state)
+                .map(|_| ())
+        });
+    }
+
+    pub fn wait_ready(&self, hostname: &str) {
+        self.wait_state(hostname, "ready");
+    }
+
+    /// The index in `managers` of the manager the cluster reports as leader, once there is one
+    /// that runs.
+    pub fn leader(&self) -> usize {
+        poll("a leader", || {
+            let leader = self
+                .nodes()
+                .into_iter()
+                .find(|n| n["manager_status"]["leader"] == true)?;
+            let hostname = leader["description"]["hostname"].as_str()?.to_string();
+            self.managers
+                .iter()
+                .position(|m| m.hostname() == hostname && m.child.is_some())
+        })
+    }
 }

@@ -105,7 +105,8 @@ fn crate_dependencies_follow_the_architecture() {
         ("swarm-types", &[][..]),
         ("swarm-proto", &["swarm-types"][..]),
         ("swarm-store", &["swarm-types"][..]),
-        ("swarm-raft", &[][..]),
+        ("swarm-ca", &["swarm-types"][..]),
+        ("swarm-raft", &["swarm-proto"][..]),
         ("swarm-plugin-artifacts", &[][..]),
         ("swarm-plugin-host", &["swarm-types"][..]),
         (
@@ -116,6 +117,7 @@ fn crate_dependencies_follow_the_architecture() {
                 "swarm-store",
                 "swarm-raft",
                 "swarm-plugin-host",
+                "swarm-ca",
             ][..],
         ),
         (
@@ -130,6 +132,7 @@ fn crate_dependencies_follow_the_architecture() {
                 "swarm-agent",
                 "swarm-plugin-host",
                 "swarm-plugin-artifacts",
+                "swarm-ca",
             ][..],
         ),
         ("swarmd", &["swarm-node"][..]),

@@ -1,5 +1,7 @@
-//! The agent: opens the task database, reconciles stored tasks, then keeps a session with the
-//! dispatcher open, re-registering with exponential backoff whenever one ends.
+//! The agent: opens the task database, reconciles stored tasks, then keeps a session with a
+//! manager's dispatcher open. When one ends it moves to another manager at once, picked by
+//! weight from [`Managers`]; only when every manager failed in a round does it wait, with
+//! exponential backoff.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +19,12 @@ use crate::db::TaskDb;
 use crate::error::AgentError;
 use crate::executor::{Executor, ExecutorInfo, ExecutorLoader, LogReader};
 use crate::executors::{Executors, NamedExecutor};
+use crate::managers::{Managers, Round};
 use crate::reporter::Reporter;
 use crate::session::{self, SessionEnd, Shared};
 use crate::worker::Worker;
 
-/// First re-registration backoff after a failure.
+/// First re-registration backoff after a round where every manager failed.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The backoff doubles up to this.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(8);
@@ -33,6 +36,8 @@ pub struct AgentStatus {
     pub registered: bool,
     /// The current session's id.
     pub session_id: Option<String>,
+    /// The manager the current session is registered with.
+    pub manager_addr: Option<String>,
     /// How many times the agent has registered since it started.
     pub registrations: u64,
     /// How many stored tasks were reconciled with the executor at start.
@@ -82,7 +87,10 @@ impl Agent {
         executors: Vec<Arc<dyn Executor>>,
         logs: Arc<dyn LogReader>,
     ) -> Result<Self, AgentError> {
+        let mut config = config;
         config.validate()?;
+        let mut seen = std::collections::HashSet::new();
+        config.managers.retain(|addr| seen.insert(addr.clone()));
         if executors.is_empty() {
             return Err(AgentError::InvalidConfig {
                 field: "executors",
@@ -219,7 +227,12 @@ impl Agent {
             loader: self.loader.clone(),
             installed,
             executors_dir,
+            managers: Arc::new(parking_lot::Mutex::new(Managers::new(
+                &self.config.managers,
+            ))),
+            channels: self.config.channels.clone(),
         };
+        let mut round = Round::default();
         let mut backoff = Duration::ZERO;
         while !cancel.is_cancelled() {
             if !backoff.is_zero() {
@@ -229,15 +242,24 @@ impl Agent {
                     () = cancel.cancelled() => break,
                 }
             }
-            match session::run(&shared, &self.config.manager_addr, &cancel).await {
+            let picked = round.next(&shared.managers.lock(), &mut rand::rng());
+            let Some(addr) = picked else {
+                // Unreachable: the list starts with at least one manager and is never emptied.
+                shared.worker.lock().await.shutdown().await;
+                return Err(AgentError::InvalidConfig {
+                    field: "managers",
+                    message: "no manager left to connect to".into(),
+                });
+            };
+            match session::run(&shared, &addr, &cancel).await {
                 SessionEnd::Cancelled => break,
                 SessionEnd::Failed { registered, error } => {
-                    warn!(%error, "session ended");
-                    if registered {
-                        backoff = Duration::ZERO;
-                    }
-                    backoff = next_backoff(backoff);
-                    let message = error.to_string();
+                    let mut managers = shared.managers.lock();
+                    managers.observe_failure(&addr);
+                    backoff = round.failed(&managers, &addr, registered);
+                    drop(managers);
+                    warn!(manager = %addr, %error, ?backoff, "session ended");
+                    let message = format!("manager {addr}: {error}");
                     self.status
                         .send_modify(|status| status.last_error = Some(message));
                 }

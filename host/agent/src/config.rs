@@ -1,6 +1,7 @@
 //! The agent's configuration: built by the caller, validated in one step, passed explicitly.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use swarm_types::NodeDescription;
 
@@ -9,13 +10,21 @@ use crate::error::AgentError;
 /// File name of the task database inside [`AgentConfig::state_dir`].
 pub const TASK_DB_FILE: &str = "worker.redb";
 
+/// Makes the channel to a manager's dispatcher at `host:port` (e.g. with TLS). The channel may
+/// connect lazily: registration's deadline covers its first connection.
+pub type ChannelMaker =
+    Arc<dyn Fn(&str) -> Result<tonic::transport::Channel, String> + Send + Sync>;
+
 /// What an agent needs to run. Every field must be chosen by the caller (no `Default`).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AgentConfig {
     /// This node's id, presented when the session is opened.
     pub node_id: String,
-    /// The manager's dispatcher address, `host:port` (e.g. `127.0.0.1:4242`).
-    pub manager_addr: String,
+    /// The managers' dispatcher addresses to start with, `host:port` (e.g. `127.0.0.1:4242`);
+    /// at least one. Duplicates are ignored. The dispatcher's announcements replace the list.
+    pub managers: Vec<String>,
+    /// How to make the channel to a manager; `None`: plain HTTP/2 over TCP.
+    pub channels: Option<ChannelMaker>,
     /// Where the agent keeps its files (the task database `worker.redb`). Created if missing.
     pub state_dir: PathBuf,
     /// What the node reports about itself. An empty `executor` or `runtimes` is filled in from
@@ -32,47 +41,65 @@ impl AgentConfig {
         if self.node_id.chars().any(char::is_whitespace) {
             return Err(invalid("node_id", "must not contain whitespace"));
         }
-        validate_addr(&self.manager_addr)?;
+        if self.managers.is_empty() {
+            return Err(invalid("managers", "name at least one manager (host:port)"));
+        }
+        for addr in &self.managers {
+            validate_addr("managers", addr)?;
+        }
         if self.state_dir.as_os_str().is_empty() {
             return Err(invalid("state_dir", "must not be empty"));
         }
         Ok(())
     }
 
-    /// Path of the task database.
     /// Where installed executors delivered with assignments are kept, so a restarted agent
     /// loads them before it adopts the tasks they run: `<name>.wasm` and `<name>.json`.
     pub fn executors_dir(&self) -> PathBuf {
         self.state_dir.join("executors")
     }
 
+    /// Path of the task database.
     pub fn task_db_path(&self) -> PathBuf {
         self.state_dir.join(TASK_DB_FILE)
     }
 }
 
-fn validate_addr(addr: &str) -> Result<(), AgentError> {
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("node_id", &self.node_id)
+            .field("managers", &self.managers)
+            .field(
+                "channels",
+                &self.channels.as_ref().map(|_| "<channel maker>"),
+            )
+            .field("state_dir", &self.state_dir)
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+/// Checks a `host:port` address; the error names `field`.
+pub(crate) fn validate_addr(field: &'static str, addr: &str) -> Result<(), AgentError> {
     if addr.contains("://") {
         return Err(invalid(
-            "manager_addr",
+            field,
             format!("{addr:?}: give host:port without a scheme"),
         ));
     }
     let Some((host, port)) = addr.rsplit_once(':') else {
         return Err(invalid(
-            "manager_addr",
+            field,
             format!("{addr:?}: expected host:port, e.g. 127.0.0.1:4242"),
         ));
     };
     if host.is_empty() {
-        return Err(invalid(
-            "manager_addr",
-            format!("{addr:?}: the host is empty"),
-        ));
+        return Err(invalid(field, format!("{addr:?}: the host is empty")));
     }
     match port.parse::<u16>() {
         Ok(0) | Err(_) => Err(invalid(
-            "manager_addr",
+            field,
             format!("{addr:?}: the port must be a number from 1 to 65535"),
         )),
         Ok(_) => Ok(()),
@@ -93,7 +120,8 @@ mod tests {
     fn config() -> AgentConfig {
         AgentConfig {
             node_id: "node-1".into(),
-            manager_addr: "127.0.0.1:4242".into(),
+            managers: vec!["127.0.0.1:4242".into()],
+            channels: None,
             state_dir: PathBuf::from("/tmp/agent"),
             description: NodeDescription::default(),
         }
@@ -109,16 +137,27 @@ mod tests {
     #[test]
     fn a_good_config_passes() {
         config().validate().expect("valid");
-        let named = AgentConfig {
-            manager_addr: "manager.example:4242".into(),
+        let several = AgentConfig {
+            managers: vec![
+                "127.0.0.1:4242".into(),
+                "manager.example:4242".into(),
+                "[::1]:4242".into(),
+                "127.0.0.1:4242".into(),
+            ],
             ..config()
         };
-        named.validate().expect("valid with a host name");
-        let ipv6 = AgentConfig {
-            manager_addr: "[::1]:4242".into(),
+        several
+            .validate()
+            .expect("valid with host names, IPv6 addresses and a duplicate");
+        let with_channels = AgentConfig {
+            channels: Some(Arc::new(|addr: &str| Err(format!("no channel to {addr}")))),
             ..config()
         };
-        ipv6.validate().expect("valid with an IPv6 address");
+        with_channels
+            .validate()
+            .expect("valid with a channel maker");
+        let debug = format!("{with_channels:?}");
+        assert!(debug.contains("<channel maker>"), "{debug}");
     }
 
     #[test]
@@ -133,24 +172,31 @@ mod tests {
             ),
             (
                 AgentConfig {
-                    manager_addr: "127.0.0.1".into(),
+                    managers: vec!["127.0.0.1:4242".into(), "127.0.0.1".into()],
                     ..config()
                 },
-                "manager_addr",
+                "managers",
             ),
             (
                 AgentConfig {
-                    manager_addr: "http://127.0.0.1:4242".into(),
+                    managers: vec!["127.0.0.1:4242".into(), "http://127.0.0.1:4242".into()],
                     ..config()
                 },
-                "manager_addr",
+                "managers",
             ),
             (
                 AgentConfig {
-                    manager_addr: "127.0.0.1:0".into(),
+                    managers: vec!["127.0.0.1:4242".into(), "127.0.0.1:0".into()],
                     ..config()
                 },
-                "manager_addr",
+                "managers",
+            ),
+            (
+                AgentConfig {
+                    managers: Vec::new(),
+                    ..config()
+                },
+                "managers",
             ),
             (
                 AgentConfig {

@@ -2,7 +2,8 @@
 //! stores its task assignments in a local database, runs each task through the executor and
 //! reports task statuses back in batches.
 //!
-//! Layout: `agent.rs` (the session loop with backoff), `session.rs` (one registration:
+//! Layout: `agent.rs` (the session loop with backoff), `managers.rs` (the weighted list of
+//! managers the session is opened with, and the rounds of failover), `session.rs` (one registration:
 //! heartbeat, assignments, session messages, status flushing), `worker.rs` (stores assignments
 //! and owns the controllers), `controller.rs` (one tokio task per task), `reporter.rs` (the
 //! queue of statuses to send), `db.rs` (the redb task database), `executor.rs` (the traits the
@@ -17,7 +18,8 @@
 //! - Every assignment is stored (fsync'd) before it is acted on; the database also keeps the
 //!   last status of each task, so a restarted agent adopts tasks that kept running (it never
 //!   restarts them) and reports the ones that ended or were lost meanwhile.
-//! - Tasks keep running while the session is down and after the agent stops.
+//! - Tasks keep running while the session is down, while it moves to another manager, and
+//!   after the agent stops.
 //! - One slow task never blocks another: each task has its own controller task, and executor
 //!   calls may run concurrently.
 //!
@@ -31,13 +33,14 @@ mod db;
 mod error;
 mod executor;
 mod executors;
+mod managers;
 mod plugin;
 mod reporter;
 mod session;
 mod worker;
 
 pub use agent::{Agent, AgentStatus, INITIAL_BACKOFF, MAX_BACKOFF, ManagerPeer, describe_node};
-pub use config::{AgentConfig, TASK_DB_FILE};
+pub use config::{AgentConfig, ChannelMaker, TASK_DB_FILE};
 pub use controller::LOST_MESSAGE;
 pub use db::DbError;
 pub use error::AgentError;
@@ -45,3 +48,4 @@ pub use executor::{
     EngineInfo, ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
 };
 pub use executors::{Executors, NamedExecutor};
+pub use managers::{DEFAULT_WEIGHT, Managers};

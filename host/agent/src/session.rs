@@ -1,8 +1,8 @@
 //! One session with the dispatcher: register, then heartbeat, receive assignments, listen for
 //! session messages (log requests) and flush task statuses, until any of them fails.
 //!
-//! Any stream end or RPC error ends the whole session; the agent loop then opens a new one
-//! after a backoff. Each part runs as its own tokio task under the session's cancellation token
+//! Any stream end or RPC error ends the whole session; the agent loop then opens a new one,
+//! with another manager when there is one. Each part runs as its own tokio task under the session's cancellation token
 //! and is joined (not aborted) when the session ends, so an assignment is never half-applied
 //! and a status batch in flight is put back for the next session.
 
@@ -22,9 +22,11 @@ use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::agent::{AgentStatus, ManagerPeer};
+use crate::config::ChannelMaker;
 use crate::error::AgentError;
 use crate::executor::{ExecutorLoader, LogReader, LogStream};
 use crate::executors::{Executors, NamedExecutor};
+use crate::managers::Managers;
 use crate::reporter::Reporter;
 use crate::worker::Worker;
 
@@ -50,12 +52,13 @@ pub(crate) enum SessionError {
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("connecting to {addr}: {source}")]
+    #[error("connecting: {source}")]
     Connect {
-        addr: String,
         #[source]
         source: tonic::transport::Error,
     },
+    #[error("making the channel: {0}")]
+    Channel(String),
     #[error("{call}: {status}")]
     Rpc {
         call: &'static str,
@@ -104,6 +107,10 @@ pub(crate) struct Shared {
     pub(crate) installed: Arc<Mutex<HashMap<String, String>>>,
     /// Where delivered executors are kept for the next start.
     pub(crate) executors_dir: Option<std::path::PathBuf>,
+    /// The managers to open sessions with; announcements replace them.
+    pub(crate) managers: Arc<parking_lot::Mutex<Managers>>,
+    /// Makes the channel to a manager; `None`: plain HTTP/2.
+    pub(crate) channels: Option<ChannelMaker>,
 }
 
 /// Runs one session to its end.
@@ -121,7 +128,7 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
             };
         }
     };
-    info!(session_id = %session_id, "registered with the dispatcher");
+    info!(session_id = %session_id, manager = %addr, "registered with the dispatcher");
     let session = cancel.child_token();
     let mut parts: JoinSet<Result<(), SessionError>> = JoinSet::new();
     let span = info_span!("session", session_id = %session_id);
@@ -151,7 +158,10 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
             client.clone(),
             session_id.clone(),
             Arc::clone(&shared.logs),
-            shared.status.clone(),
+            Announced {
+                status: shared.status.clone(),
+                managers: Arc::clone(&shared.managers),
+            },
             session.clone(),
         )
         .instrument(span.clone()),
@@ -184,6 +194,7 @@ pub(crate) async fn run(shared: &Shared, addr: &str, cancel: &CancellationToken)
     shared.status.send_modify(|status| {
         status.registered = false;
         status.session_id = None;
+        status.manager_addr = None;
     });
     match first {
         Some(error) if !cancel.is_cancelled() => SessionEnd::Failed {
@@ -203,23 +214,11 @@ type Registered = (
 
 /// Connects, opens the session stream and reads its first message.
 async fn register(shared: &Shared, addr: &str) -> Result<Registered, SessionError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|source| SessionError::Address {
-            addr: addr.to_string(),
-            source,
-        })?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let channel = timeout(CONNECT_TIMEOUT, endpoint.connect())
-        .await
-        .map_err(|_| SessionError::Timeout("connecting"))?
-        .map_err(|source| SessionError::Connect {
-            addr: addr.to_string(),
-            source,
-        })?;
+    let channel = match &shared.channels {
+        // The channel may connect lazily: the registration deadline below covers it.
+        Some(make) => make(addr).map_err(SessionError::Channel)?,
+        None => connect(addr).await?,
+    };
     // A node's complete assignment set can be large (thousands of tasks): allow big messages.
     let mut client = DispatcherClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES);
     let request = pb::SessionRequest {
@@ -247,15 +246,39 @@ async fn register(shared: &Shared, addr: &str) -> Result<Registered, SessionErro
         ));
     }
     let session_id = first.session_id.clone();
+    shared.managers.lock().observe_success(addr);
     shared.status.send_modify(|status| {
         status.registered = true;
         status.session_id = Some(session_id.clone());
+        status.manager_addr = Some(addr.to_string());
         status.registrations += 1;
     });
     // Log requests in the first message are answered by `listen`, with the later ones.
     let mut first = first;
-    apply_managers(&shared.status, &mut first);
+    Announced {
+        status: shared.status.clone(),
+        managers: Arc::clone(&shared.managers),
+    }
+    .apply(&mut first);
     Ok((client, session_id, stream, first.log_requests))
+}
+
+/// A plain HTTP/2 channel to `addr`, connected within [`CONNECT_TIMEOUT`].
+async fn connect(addr: &str) -> Result<Channel, SessionError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|source| SessionError::Address {
+            addr: addr.to_string(),
+            source,
+        })?
+        .connect_timeout(CONNECT_TIMEOUT)
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    timeout(CONNECT_TIMEOUT, endpoint.connect())
+        .await
+        .map_err(|_| SessionError::Timeout("connecting"))?
+        .map_err(|source| SessionError::Connect { source })
 }
 
 /// Heartbeats at the period the dispatcher asks for (a little under it).
@@ -563,7 +586,7 @@ async fn listen(
     client: DispatcherClient<Channel>,
     session_id: String,
     logs: Arc<dyn LogReader>,
-    status: watch::Sender<AgentStatus>,
+    announced: Announced,
     cancel: CancellationToken,
 ) -> Result<(), SessionError> {
     let mut answers = JoinSet::new();
@@ -582,7 +605,7 @@ async fn listen(
         tokio::select! {
             message = stream.message() => match message {
                 Ok(Some(mut message)) => {
-                    apply_managers(&status, &mut message);
+                    announced.apply(&mut message);
                     for request in message.log_requests {
                         answers.spawn(answer_logs(client.clone(), session_id.clone(), Arc::clone(&logs), request).in_current_span());
                     }
@@ -598,19 +621,29 @@ async fn listen(
     result
 }
 
-fn apply_managers(status: &watch::Sender<AgentStatus>, message: &mut pb::SessionMessage) {
-    if message.managers.is_empty() {
-        return;
+/// Where the managers a session message announces go: the agent's list and its status.
+struct Announced {
+    status: watch::Sender<AgentStatus>,
+    managers: Arc<parking_lot::Mutex<Managers>>,
+}
+
+impl Announced {
+    /// The announced managers, if any, become the list the agent picks from.
+    fn apply(&self, message: &mut pb::SessionMessage) {
+        if message.managers.is_empty() {
+            return;
+        }
+        let managers: Vec<ManagerPeer> = std::mem::take(&mut message.managers)
+            .into_iter()
+            .map(|peer| ManagerPeer {
+                node_id: peer.node_id,
+                addr: peer.addr,
+                weight: peer.weight,
+            })
+            .collect();
+        self.managers.lock().replace_from_announcement(&managers);
+        self.status.send_modify(|status| status.managers = managers);
     }
-    let managers: Vec<ManagerPeer> = std::mem::take(&mut message.managers)
-        .into_iter()
-        .map(|peer| ManagerPeer {
-            node_id: peer.node_id,
-            addr: peer.addr,
-            weight: peer.weight,
-        })
-        .collect();
-    status.send_modify(|status| status.managers = managers);
 }
 
 /// Reads a task's logs and publishes them; failures are logged, never fatal to the session.

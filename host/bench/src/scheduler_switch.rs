@@ -120,6 +120,7 @@ pub async fn run(args: SchedulerSwitchArgs, output: &mut Output) -> anyhow::Resu
                 cluster_id: cluster.id.clone(),
                 cluster_version: cluster.meta.map(|m| m.version).unwrap_or_default(),
                 spec: Some(cluster_spec),
+                rotation: None,
             })
             .await
             .context("naming the scheduler")?;

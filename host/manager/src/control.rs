@@ -7,8 +7,8 @@ use swarm_plugin_host::PluginHost;
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, ObjectKind, StoreRead as _};
 use swarm_types::{
-    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, PluginKind, Service,
-    ServiceMode, ServiceSpec, Task, TaskState, Timestamp, new_id,
+    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, PluginKind, Reachability,
+    Service, ServiceMode, ServiceSpec, Task, TaskState, Timestamp, new_id,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -16,6 +16,7 @@ use tracing::instrument;
 use crate::commit::{Committer, commit_with};
 use crate::dispatcher::Dispatcher;
 use crate::error::{ManagerError, Result};
+use crate::leader::{LeaderTerm, Leadership};
 use crate::plugins::{self, Registry};
 
 /// Default size of the log tail `GetTaskLogs` returns.
@@ -26,8 +27,9 @@ const DEFAULT_LOG_TAIL: u64 = 64 * 1024;
 pub struct ControlService {
     store: Arc<MemoryStore>,
     committer: Arc<dyn Committer>,
-    dispatcher: Arc<Dispatcher>,
+    leadership: Leadership,
     plugin_host: Option<PluginHost>,
+    raft: Option<swarm_raft::RaftNode>,
 }
 
 impl ControlService {
@@ -39,8 +41,26 @@ impl ControlService {
         Self {
             store,
             committer,
-            dispatcher,
+            leadership: Leadership::fixed(LeaderTerm { dispatcher }),
             plugin_host: None,
+            raft: None,
+        }
+    }
+
+    /// A service that asks the dispatcher of whichever term this manager leads for task logs,
+    /// and fills in managers' leadership and reachability from `raft`.
+    pub fn new_routed(
+        store: Arc<MemoryStore>,
+        committer: Arc<dyn Committer>,
+        leadership: Leadership,
+        raft: swarm_raft::RaftNode,
+    ) -> Self {
+        Self {
+            store,
+            committer,
+            leadership,
+            plugin_host: None,
+            raft: Some(raft),
         }
     }
 
@@ -49,6 +69,40 @@ impl ControlService {
     pub fn with_plugin_host(mut self, host: PluginHost) -> Self {
         self.plugin_host = Some(host);
         self
+    }
+
+    /// Fills in managers' leadership and reachability from raft as this manager sees it now
+    /// (not stored: they change without any write).
+    fn live_manager_status(&self, mut nodes: Vec<Node>) -> Vec<Node> {
+        let Some(raft) = &self.raft else {
+            return nodes;
+        };
+        let status = raft.metrics();
+        for node in &mut nodes {
+            let down = node.status.state == NodeState::Down;
+            let Some(manager) = node.manager_status.as_mut() else {
+                continue;
+            };
+            let member = status.members.iter().find(|m| m.id == manager.raft_id);
+            manager.leader = status.leader_id == Some(manager.raft_id);
+            manager.reachability = match member {
+                None => Reachability::Unreachable,
+                Some(_) if manager.leader || manager.raft_id == status.node_id => {
+                    Reachability::Reachable
+                }
+                Some(m) => {
+                    if raft.peer_reachable(m.id) && !down {
+                        Reachability::Reachable
+                    } else {
+                        Reachability::Unreachable
+                    }
+                }
+            };
+            if let Some(m) = member {
+                manager.addr = m.addr.clone();
+            }
+        }
+        nodes
     }
 
     fn registry(&self) -> Registry {
@@ -238,6 +292,7 @@ impl ControlService {
         id: &str,
         version: u64,
         spec: Option<pb::ClusterSpec>,
+        rotation: Option<pb::KeyRotation>,
     ) -> Result<Cluster> {
         let spec: ClusterSpec = spec
             .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
@@ -261,6 +316,9 @@ impl ControlService {
         let scheduler = spec.scheduler.clone();
         let mut updated = current;
         updated.spec = spec;
+        if let Some(rotation) = rotation {
+            rotate_join_tokens(&mut updated, &rotation)?;
+        }
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
             if scheduler_changed {
@@ -302,6 +360,29 @@ fn matches_labels(
 
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
 
+/// Draws new secrets for the join tokens `rotation` names (same CA digest).
+fn rotate_join_tokens(cluster: &mut Cluster, rotation: &pb::KeyRotation) -> Result<()> {
+    if !rotation.worker_join_token && !rotation.manager_join_token {
+        return Ok(());
+    }
+    let tokens = cluster.root_ca.join_tokens().ok_or_else(|| {
+        ManagerError::FailedPrecondition(
+            "rotation: this cluster has no CA (and so no join tokens) to rotate".into(),
+        )
+    })?;
+    let digest = tokens.worker.ca_digest();
+    let fresh = || swarm_types::JoinToken::new(digest, rand::random::<[u8; 16]>()).to_string();
+    if rotation.worker_join_token {
+        cluster.root_ca.worker_token = fresh();
+        tracing::info!("worker join token rotated");
+    }
+    if rotation.manager_join_token {
+        cluster.root_ca.manager_token = fresh();
+        tracing::info!("manager join token rotated");
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
     #[instrument(skip_all, fields(node_id = %request.get_ref().node_id))]
@@ -311,8 +392,9 @@ impl pb::control_server::Control for ControlService {
     ) -> RpcResult<pb::GetNodeResponse> {
         let id = &request.get_ref().node_id;
         let node = self.get("node", id, |tx| tx.node(id).map(|n| (**n).clone()))?;
+        let node = self.live_manager_status(vec![node]).pop();
         Ok(Response::new(pb::GetNodeResponse {
-            node: Some(node.into()),
+            node: node.map(Into::into),
         }))
     }
 
@@ -335,6 +417,7 @@ impl pb::control_server::Control for ControlService {
                 .map(|n| (**n).clone())
                 .collect()
         });
+        let nodes = self.live_manager_status(nodes);
         Ok(Response::new(pb::ListNodesResponse {
             nodes: nodes.into_iter().map(Into::into).collect(),
         }))
@@ -447,7 +530,8 @@ impl pb::control_server::Control for ControlService {
             r.tail_bytes
         };
         let (stdout, stderr) = self
-            .dispatcher
+            .leadership
+            .dispatcher()?
             .fetch_logs(&task.node_id, &task.id, tail)
             .await?;
         Ok(Response::new(pb::GetTaskLogsResponse { stdout, stderr }))
@@ -605,7 +689,7 @@ impl pb::control_server::Control for ControlService {
     ) -> RpcResult<pb::UpdateClusterResponse> {
         let r = request.into_inner();
         let cluster = self
-            .update_cluster(&r.cluster_id, r.cluster_version, r.spec)
+            .update_cluster(&r.cluster_id, r.cluster_version, r.spec, r.rotation)
             .await?;
         Ok(Response::new(pb::UpdateClusterResponse {
             cluster: Some(cluster.into()),

@@ -31,10 +31,13 @@ use tracing::{debug, info, instrument, warn};
 
 use crate::commit::{Committer, commit_with};
 use crate::error::{ManagerError, Result};
+use crate::leader::{Caller, LeaderTerm, Leadership};
 use crate::watch::{self, Update};
 
 /// How long a log request waits for the agent's answer.
 const LOG_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The weight every manager is announced with (SwarmKit's default).
+const MANAGER_WEIGHT: i64 = 10;
 /// How many times a write that lost a version race is rebuilt and retried.
 const CONFLICT_RETRIES: usize = 8;
 /// The liveness loop never checks more often than this, whatever the cluster object says.
@@ -47,6 +50,8 @@ pub struct DispatcherConfig {
     pub manager_node_id: String,
     /// Address agents reach this manager at.
     pub advertise_addr: String,
+    /// This manager's raft id (recorded on its node object).
+    pub raft_id: u64,
 }
 
 struct Session {
@@ -111,6 +116,32 @@ impl Dispatcher {
         }
     }
 
+    /// The managers agents may connect to: every manager with a raft address, this one first.
+    fn managers(&self) -> Vec<pb::WeightedPeer> {
+        let mut peers = vec![pb::WeightedPeer {
+            node_id: self.config.manager_node_id.clone(),
+            addr: self.config.advertise_addr.clone(),
+            weight: MANAGER_WEIGHT,
+        }];
+        self.store.view(|tx| {
+            for node in tx.nodes() {
+                if node.id == self.config.manager_node_id
+                    || node.spec.desired_role != NodeRole::Manager
+                {
+                    continue;
+                }
+                if let Some(status) = node.manager_status.as_ref().filter(|m| !m.addr.is_empty()) {
+                    peers.push(pb::WeightedPeer {
+                        node_id: node.id.clone(),
+                        addr: status.addr.clone(),
+                        weight: MANAGER_WEIGHT,
+                    });
+                }
+            }
+        });
+        peers
+    }
+
     fn cluster_spec(&self) -> ClusterSpec {
         self.store
             .view(|tx| tx.cluster().map(|c| c.spec.clone()))
@@ -134,8 +165,16 @@ impl Dispatcher {
         node_id: &str,
         description: NodeDescription,
         addr: String,
+        authenticated: bool,
     ) -> Result<Node> {
-        let is_manager = node_id == self.config.manager_node_id;
+        let is_self = node_id == self.config.manager_node_id;
+        // A node with a certificate joined through the CA, which created its node object: if
+        // the object is gone, the node was removed and its certificate no longer admits it.
+        if authenticated && !is_self && self.store.view(|tx| tx.node(node_id).is_none()) {
+            return Err(ManagerError::PermissionDenied(format!(
+                "node {node_id} was removed from the cluster; join again with a new state directory"
+            )));
+        }
         for _ in 0..CONFLICT_RETRIES {
             let now = Timestamp::now();
             let desc = description.clone();
@@ -147,10 +186,12 @@ impl Dispatcher {
                     addr,
                     last_seen: now,
                 };
-                let manager_status = is_manager.then(|| ManagerStatus {
-                    raft_id: 1,
+                // This manager records its own raft membership; other managers' is recorded when
+                // they join raft. Leadership and reachability are filled in when nodes are read.
+                let own_status = is_self.then(|| ManagerStatus {
+                    raft_id: self.config.raft_id,
                     addr: self.config.advertise_addr.clone(),
-                    leader: true,
+                    leader: false,
                     reachability: Reachability::Reachable,
                 });
                 match tx.node(node_id) {
@@ -158,12 +199,16 @@ impl Dispatcher {
                         let mut node = (**existing).clone();
                         node.description = Some(desc);
                         node.status = status;
-                        node.manager_status = manager_status;
+                        if let Some(own) = own_status {
+                            node.role = NodeRole::Manager;
+                            node.manager_status = Some(own);
+                        }
                         node.meta.updated_at = now;
                         tx.update(node)?;
                     }
                     None => {
-                        let role = if is_manager {
+                        let manager_status = own_status;
+                        let role = if is_self {
                             NodeRole::Manager
                         } else {
                             NodeRole::Worker
@@ -477,15 +522,35 @@ fn bound_status_text(mut status: TaskStatus) -> TaskStatus {
     status
 }
 
-/// The gRPC face of the dispatcher.
+/// The gRPC face of the dispatcher: served by the current leader term's dispatcher.
 #[derive(Clone)]
 pub struct DispatcherService {
-    inner: Arc<Dispatcher>,
+    leadership: Leadership,
 }
 
 impl DispatcherService {
+    /// A service over one dispatcher that always leads (tests, single components).
     pub fn new(inner: Arc<Dispatcher>) -> Self {
-        Self { inner }
+        Self::routed(Leadership::fixed(LeaderTerm { dispatcher: inner }))
+    }
+
+    /// A service answered by the dispatcher of whichever term this manager leads.
+    pub fn routed(leadership: Leadership) -> Self {
+        Self { leadership }
+    }
+}
+
+/// Refuses a call whose certificate names another node than the one it speaks for.
+fn check_caller_is(caller: &Caller, node_id: &str) -> std::result::Result<(), Status> {
+    match caller {
+        Caller::Local => Ok(()),
+        Caller::Node { node_id: own, .. } if own == node_id => Ok(()),
+        Caller::Node { node_id: own, .. } => Err(Status::permission_denied(format!(
+            "node {own} cannot act for node {node_id}"
+        ))),
+        Caller::Anonymous => Err(Status::unauthenticated(
+            "the dispatcher requires a node certificate",
+        )),
     }
 }
 
@@ -543,6 +608,8 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::SessionRequest>,
     ) -> RpcResult<Self::SessionStream> {
+        let inner = self.leadership.dispatcher()?;
+        let caller = Caller::of(&request);
         let addr = request
             .remote_addr()
             .map(|a| a.to_string())
@@ -551,16 +618,20 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         if r.node_id.is_empty() {
             return Err(Status::invalid_argument("node_id: must not be empty"));
         }
+        check_caller_is(&caller, &r.node_id)?;
         let description: NodeDescription = r
             .description
             .ok_or_else(|| Status::invalid_argument("description: is required"))?
             .into();
-        let node = self.inner.register(&r.node_id, description, addr).await?;
+        let authenticated = matches!(caller, Caller::Node { .. });
+        let node = inner
+            .register(&r.node_id, description, addr, authenticated)
+            .await?;
         let session_id = new_id();
-        let cancel = self.inner.closing.child_token();
+        let cancel = inner.closing.child_token();
         let (log_tx, mut log_rx) = mpsc::channel::<pb::LogRequest>(64);
         {
-            let mut state = self.inner.state.lock();
+            let mut state = inner.state.lock();
             // A node has one session: a new registration ends the old one.
             state.sessions.retain(|_, s| {
                 if s.node_id == r.node_id {
@@ -584,11 +655,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         let first = pb::SessionMessage {
             session_id: session_id.clone(),
             node: Some(node.into()),
-            managers: vec![pb::WeightedPeer {
-                node_id: self.inner.config.manager_node_id.clone(),
-                addr: self.inner.config.advertise_addr.clone(),
-                weight: 1,
-            }],
+            managers: inner.managers(),
             log_requests: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(16);
@@ -620,32 +687,35 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> RpcResult<pb::HeartbeatResponse> {
+        let inner = self.leadership.dispatcher()?;
+        let caller = Caller::of(&request);
         let session_id = request.into_inner().session_id;
         let node_id = {
-            let mut state = self.inner.state.lock();
+            let mut state = inner.state.lock();
             let Some(session) = state.sessions.get_mut(&session_id) else {
                 return Err(Status::not_found(format!(
                     "session {session_id} is not valid; register again"
                 )));
             };
+            check_caller_is(&caller, &session.node_id)?;
             session.last_heartbeat = Instant::now();
             session.node_id.clone()
         };
         // A node marked DOWN while its session lived (it expired and registered again while
         // the liveness loop was marking it down) must register again to be READY.
-        let ready = self.inner.store.view(|tx| {
+        let ready = inner.store.view(|tx| {
             tx.node(&node_id)
                 .is_some_and(|n| n.status.state == NodeState::Ready)
         });
         if !ready {
-            if let Some(session) = self.inner.state.lock().sessions.remove(&session_id) {
+            if let Some(session) = inner.state.lock().sessions.remove(&session_id) {
                 session.cancel.cancel();
             }
             return Err(Status::not_found(format!(
                 "node {node_id} is not ready in the cluster; register again"
             )));
         }
-        let period = self.inner.cluster_spec().dispatcher.heartbeat_period;
+        let period = inner.cluster_spec().dispatcher.heartbeat_period;
         Ok(Response::new(pb::HeartbeatResponse {
             period: Some(duration_to_pb(period)),
         }))
@@ -656,8 +726,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::UpdateTaskStatusRequest>,
     ) -> RpcResult<pb::UpdateTaskStatusResponse> {
+        let inner = self.leadership.dispatcher()?;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let node_id = self.inner.session_node(&r.session_id)?;
+        let node_id = inner.session_node(&r.session_id)?;
+        check_caller_is(&caller, &node_id)?;
         let mut updates = Vec::with_capacity(r.updates.len());
         for (i, u) in r.updates.into_iter().enumerate() {
             // One malformed entry must not block the others (the agent would resend the batch
@@ -676,9 +749,9 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             let status = bound_status_text(status);
             updates.push((u.task_id, status));
         }
-        self.inner.apply_status_updates(&node_id, updates).await?;
+        inner.apply_status_updates(&node_id, updates).await?;
         if !r.plugins.is_empty()
-            && let Err(error) = self.inner.record_quarantines(&node_id, r.plugins).await
+            && let Err(error) = inner.record_quarantines(&node_id, r.plugins).await
         {
             // The statuses are applied; the agent reports again at its next session.
             warn!(%node_id, %error, "cannot record a quarantine report");
@@ -691,10 +764,12 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::AssignmentsRequest>,
     ) -> RpcResult<Self::AssignmentsStream> {
+        let inner = self.leadership.dispatcher()?;
+        let caller = Caller::of(&request);
         let session_id = request.into_inner().session_id;
-        let node_id = self.inner.session_node(&session_id)?;
-        let cancel = self
-            .inner
+        let node_id = inner.session_node(&session_id)?;
+        check_caller_is(&caller, &node_id)?;
+        let cancel = inner
             .state
             .lock()
             .sessions
@@ -702,8 +777,8 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             .map(|s| s.cancel.clone())
             .ok_or_else(|| Status::not_found("session ended"))?;
         // Subscribe before reading, so no change between the read and the watch is lost.
-        let mut watcher = self.inner.store.watch();
-        let (index, initial): (u64, Vec<Task>) = self.inner.store.view(|tx| {
+        let mut watcher = inner.store.watch();
+        let (index, initial): (u64, Vec<Task>) = inner.store.view(|tx| {
             (
                 tx.index(),
                 tx.tasks_by_node(&node_id)
@@ -714,8 +789,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         });
         // Installed executors the agent has been sent on this stream, by digest.
         let mut sent_plugins: HashSet<String> = HashSet::new();
-        let initial_plugins = self
-            .inner
+        let initial_plugins = inner
             .store
             .view(|tx| plugins_for(tx, initial.iter(), &mut sent_plugins));
         // What the agent has been sent: task id -> (desired state, spec version).
@@ -733,7 +807,7 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 .collect(),
             plugins: initial_plugins,
         };
-        let store = self.inner.store.clone();
+        let store = inner.store.clone();
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(async move {
             if tx.send(Ok(complete)).await.is_err() {
@@ -837,10 +911,13 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         &self,
         request: Request<pb::PublishLogsRequest>,
     ) -> RpcResult<pb::PublishLogsResponse> {
+        let inner = self.leadership.dispatcher()?;
+        let caller = Caller::of(&request);
         let r = request.into_inner();
-        let node_id = self.inner.session_node(&r.session_id)?;
+        let node_id = inner.session_node(&r.session_id)?;
+        check_caller_is(&caller, &node_id)?;
         let waiter = {
-            let mut state = self.inner.state.lock();
+            let mut state = inner.state.lock();
             // Only the node the request went to may answer it.
             match state.pending_logs.get(&r.request_id) {
                 Some(pending) if pending.node_id == node_id => {
@@ -878,6 +955,7 @@ mod tests {
             DispatcherConfig {
                 manager_node_id: "manager".into(),
                 advertise_addr: "127.0.0.1:4242".into(),
+                raft_id: 1,
             },
         )
     }

@@ -16,6 +16,9 @@ pub enum ManagerError {
     /// The request is valid but the cluster's state forbids it now.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A concurrent write won; re-read and retry.
     #[error("{0}")]
     Conflict(String),
@@ -69,6 +72,7 @@ impl From<ManagerError> for tonic::Status {
             ManagerError::AlreadyExists(_) => tonic::Status::already_exists(msg),
             ManagerError::FailedPrecondition(_) => tonic::Status::failed_precondition(msg),
             ManagerError::Conflict(_) => tonic::Status::aborted(msg),
+            ManagerError::PermissionDenied(_) => tonic::Status::permission_denied(msg),
             ManagerError::Unavailable(_) => tonic::Status::unavailable(msg),
             ManagerError::Internal(_) => tonic::Status::internal(msg),
         }

@@ -8,43 +8,74 @@
 //! *API boundary*: the gRPC services here (`Control` on the local socket, `Dispatcher` on the
 //! remote listener) convert to and from `swarm-proto` messages at their edge.
 
+pub mod ca;
 pub mod commit;
 mod control;
 mod dispatcher;
 mod error;
+pub mod join;
+pub mod leader;
 mod orchestrator;
 pub mod plugins;
 pub mod scheduler;
 mod watch;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_proto::pb;
-use swarm_raft::{RaftConfig, RaftNode};
+use swarm_raft::{ChannelMaker, RaftConfig, RaftNode};
 use swarm_store::{MemoryStore, StoreRead as _};
-use swarm_types::{Cluster, ClusterSpec, Meta, Timestamp, new_id};
+use swarm_types::{Cluster, ClusterSpec, Meta, RootCaState, Timestamp, new_id};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+pub use ca::{CaService, MembershipService, NodeCaService};
 pub use commit::{Committer, DirectCommitter, RaftCommitter, StoreApp};
 pub use control::ControlService;
 pub use dispatcher::{Dispatcher, DispatcherConfig, DispatcherService};
 pub use error::ManagerError;
+pub use leader::{Caller, LeaderRouted, LeaderTerm, Leadership};
 pub use orchestrator::{Orchestrator, replica_task};
 pub use scheduler::{Placer, SchedulerDriver};
 
-/// How long a starting manager waits for its raft node to lead.
+/// How long a starting manager waits for its raft group to have a leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the term loop checks whether this manager still leads.
+const LEADERSHIP_POLL: Duration = Duration::from_millis(20);
+/// Connect timeout of the channels to other managers.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// File in the raft directory holding this manager's raft id.
+const RAFT_ID_FILE: &str = "raft-id";
 
 /// Largest control request the manager decodes: well above a plugin's limit
 /// ([`swarm_types::MAX_PLUGIN_BYTES`]), so an oversize `InstallPlugin` reaches the handler and
 /// is refused with its size and the limit named, rather than by the transport.
 pub const MAX_CONTROL_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Builds the scheduler for each term this manager leads (the embedded default).
+pub type SchedulerFactory =
+    Arc<dyn Fn() -> Result<Box<dyn Placer>, String> + Send + Sync + 'static>;
+
+/// How a manager with no raft state yet enters a cluster. Ignored once raft state exists.
+#[derive(Clone, Debug)]
+pub enum StartMode {
+    /// The first manager of a new cluster, with the cluster's id and CA (empty in plaintext
+    /// tests).
+    Bootstrap {
+        cluster_id: String,
+        root_ca: RootCaState,
+    },
+    /// Join the raft group through the manager at `addr` (this node's certificate, already
+    /// issued, says it is a manager).
+    Join { addr: String },
+    /// A manager that has been started before: its raft state must be there.
+    Restart,
+}
 
 /// How a manager runs. Built and validated by the node.
 pub struct ManagerConfig {
@@ -54,9 +85,9 @@ pub struct ManagerConfig {
     pub raft_dir: PathBuf,
     /// Path of the local control socket (created with mode 0600).
     pub control_socket: PathBuf,
-    /// The bound remote listener (dispatcher).
+    /// The bound remote listener (raft, CA, dispatcher, control for other managers).
     pub remote_listener: TcpListener,
-    /// The address agents use to reach this manager.
+    /// The address agents and other managers use to reach this manager.
     pub advertise_addr: String,
     pub raft_tick: Duration,
     pub heartbeat_tick: u64,
@@ -64,93 +95,153 @@ pub struct ManagerConfig {
     /// Validates plugins before they are installed and loads the installed scheduler the
     /// cluster names.
     pub plugin_host: swarm_plugin_host::PluginHost,
+    /// This node's certificate: mutual TLS on the remote listener and to other managers.
+    /// `None` serves plaintext and trusts every caller (tests of one manager only).
+    pub identity: Option<swarm_ca::NodeIdentity>,
+    pub start: StartMode,
 }
 
 /// A running manager.
 pub struct Manager {
     store: Arc<MemoryStore>,
-    active_scheduler: tokio::sync::watch::Receiver<String>,
     raft: RaftNode,
+    leadership: Leadership,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
 }
 
 impl Manager {
-    /// Start raft (recovering any committed state), make sure the cluster object exists, start
-    /// the servers and the leader loops. Returns once the control socket accepts calls.
+    /// Start raft (recovering any committed state), join or bootstrap the raft group, start the
+    /// servers and the term loop (the leader's loops run while this manager leads). Returns once
+    /// the control socket accepts calls and the group has a leader.
     pub async fn start(
         config: ManagerConfig,
-        scheduler: swarm_plugin_host::SchedulerPlugin,
+        scheduler: SchedulerFactory,
         cancel: CancellationToken,
     ) -> Result<Self, ManagerError> {
+        let ManagerConfig {
+            node_id,
+            raft_dir,
+            control_socket,
+            remote_listener,
+            advertise_addr,
+            raft_tick,
+            heartbeat_tick,
+            election_tick,
+            plugin_host,
+            identity,
+            start,
+        } = config;
         let store = Arc::new(MemoryStore::new());
         let app = Arc::new(StoreApp::new(store.clone()));
-        let mut raft_config = RaftConfig::new(1, &config.raft_dir);
-        raft_config.tick = config.raft_tick;
-        raft_config.heartbeat_tick = config.heartbeat_tick;
-        raft_config.election_tick = config.election_tick;
+        let raft_id = raft_id(&raft_dir, &start)?;
+        let channels: ChannelMaker = match &identity {
+            Some(identity) => {
+                let client = identity
+                    .client_config()
+                    .map_err(|e| ManagerError::Unavailable(format!("TLS client: {e}")))?;
+                Arc::new(move |addr: &str| {
+                    swarm_ca::tls_channel(addr, client.clone(), PEER_CONNECT_TIMEOUT)
+                        .map_err(|e| e.to_string())
+                })
+            }
+            None => swarm_raft::plain_channels(),
+        };
+        let mut raft_config = RaftConfig::new(raft_id, &raft_dir);
+        raft_config.tick = raft_tick;
+        raft_config.heartbeat_tick = heartbeat_tick;
+        raft_config.election_tick = election_tick;
+        raft_config.channels = channels.clone();
         let raft = RaftNode::start(raft_config, app).await?;
-        raft.bootstrap_single(config.advertise_addr.clone()).await?;
-        raft.wait_for_leader(LEADER_TIMEOUT).await?;
+        let initialized = raft.is_initialized().await?;
         let committer: Arc<dyn Committer> = Arc::new(RaftCommitter::new(raft.clone()));
-        ensure_cluster(&store, committer.as_ref()).await?;
-        info!(
-            tasks = store.view(|tx| tx.task_count()),
-            services = store.view(|tx| tx.service_count()),
-            "manager state recovered"
-        );
-
-        let dispatcher = Arc::new(Dispatcher::new(
-            store.clone(),
-            committer.clone(),
-            DispatcherConfig {
-                manager_node_id: config.node_id.clone(),
-                advertise_addr: config.advertise_addr.clone(),
-            },
-        ));
-        let control = ControlService::new(store.clone(), committer.clone(), dispatcher.clone())
-            .with_plugin_host(config.plugin_host.clone());
+        let leadership = Leadership::new(raft.clone(), channels.clone());
 
         let mut tasks = JoinSet::new();
-        let socket = bind_control_socket(&config.control_socket)?;
-        let shutdown = cancel.clone();
-        tasks.spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(
-                    pb::control_server::ControlServer::new(control)
-                        .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES),
-                )
-                .serve_with_incoming_shutdown(UnixListenerStream::new(socket), shutdown.cancelled())
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "control API server stopped");
+        let services = Services {
+            store: store.clone(),
+            committer: committer.clone(),
+            raft: raft.clone(),
+            leadership: leadership.clone(),
+            plugin_host: plugin_host.clone(),
+        };
+        services.serve(
+            &control_socket,
+            remote_listener,
+            identity.as_ref(),
+            &mut tasks,
+            &cancel,
+        )?;
+
+        let bootstrap_ca = match (&start, initialized) {
+            // State written before managers had a CA gets the one this manager brings.
+            (
+                StartMode::Bootstrap {
+                    cluster_id,
+                    root_ca,
+                },
+                true,
+            ) => Some((cluster_id.clone(), root_ca.clone())),
+            (_, true) => None,
+            (
+                StartMode::Bootstrap {
+                    cluster_id,
+                    root_ca,
+                },
+                false,
+            ) => {
+                raft.bootstrap_single(advertise_addr.clone()).await?;
+                Some((cluster_id.clone(), root_ca.clone()))
             }
-        });
-        let shutdown = cancel.clone();
-        let remote = config.remote_listener;
-        let dispatcher_service = DispatcherService::new(dispatcher.clone());
-        tasks.spawn(async move {
-            let result = tonic::transport::Server::builder()
-                .add_service(pb::dispatcher_server::DispatcherServer::new(
-                    dispatcher_service,
-                ))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(remote), shutdown.cancelled())
-                .await;
-            if let Err(e) = result {
-                warn!(error = %e, "remote API server stopped");
+            (StartMode::Restart, false) => {
+                return Err(ManagerError::FailedPrecondition(format!(
+                    "this manager has a certificate but no raft state in {}; start it with \
+                     --join-addr <a manager> to join the raft group",
+                    raft_dir.display()
+                )));
             }
-        });
-        tasks.spawn(dispatcher.run_liveness(cancel.clone()));
-        tasks.spawn(Orchestrator::new(store.clone(), committer.clone()).run(cancel.clone()));
-        let driver = SchedulerDriver::new(store.clone(), committer.clone(), Box::new(scheduler))
-            .with_plugin_host(config.plugin_host.clone());
-        let active_scheduler = driver.active_scheduler();
-        tasks.spawn(driver.run(cancel.clone()));
-        info!(socket = %config.control_socket.display(), remote = %config.advertise_addr, "manager ready");
+            (StartMode::Join { addr }, false) => {
+                let identity = identity.as_ref().ok_or_else(|| {
+                    ManagerError::FailedPrecondition(
+                        "joining a cluster needs a manager certificate".into(),
+                    )
+                })?;
+                info!(%addr, raft_id, "joining the raft group");
+                join::join_raft(identity, addr, raft_id, &advertise_addr).await?;
+                None
+            }
+        };
+        let leader = raft.wait_for_leader(LEADER_TIMEOUT).await?;
+        info!(raft_id, leader, "raft group has a leader");
+        if initialized {
+            tasks.spawn(join::refresh_own_address(
+                identity.clone(),
+                raft.clone(),
+                advertise_addr.clone(),
+                cancel.clone(),
+            ));
+        }
+
+        let term = TermContext {
+            store: store.clone(),
+            committer: committer.clone(),
+            raft: raft.clone(),
+            leadership: leadership.clone(),
+            scheduler,
+            plugin_host,
+            dispatcher: DispatcherConfig {
+                manager_node_id: node_id,
+                advertise_addr: advertise_addr.clone(),
+                raft_id,
+            },
+            bootstrap_ca,
+        };
+        tasks.spawn(term.run(cancel.clone()));
+        info!(socket = %control_socket.display(), remote = %advertise_addr, raft_id, "manager ready");
         Ok(Self {
             store,
-            active_scheduler,
             raft,
+            leadership,
             tasks,
             cancel,
         })
@@ -161,10 +252,14 @@ impl Manager {
         &self.store
     }
 
-    /// The scheduler placing tasks: an installed plugin's name, or empty for the embedded
-    /// default. Follows `cluster update --scheduler`.
-    pub fn active_scheduler(&self) -> String {
-        self.active_scheduler.borrow().clone()
+    /// This manager's raft node.
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+
+    /// Whether this manager leads and runs the leader's loops.
+    pub fn leads(&self) -> bool {
+        self.leadership.term().is_some()
     }
 
     /// Stop the servers and loops, then raft.
@@ -174,6 +269,263 @@ impl Manager {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "raft shutdown");
         }
+    }
+}
+
+/// This manager's raft id: the one it started with before, else 1 for the first manager of a
+/// cluster (and for state written before raft ids were stored), else a random one.
+fn raft_id(raft_dir: &Path, start: &StartMode) -> Result<u64, ManagerError> {
+    let path = raft_dir.join(RAFT_ID_FILE);
+    let storage = |e: std::io::Error| {
+        ManagerError::Unavailable(format!("raft id file {}: {e}", path.display()))
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return text
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|id| *id != 0)
+                .ok_or_else(|| {
+                    ManagerError::Unavailable(format!(
+                        "{} holds {:?}, not a raft id",
+                        path.display(),
+                        text.trim()
+                    ))
+                });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(storage(e)),
+    }
+    let existing_state = raft_dir.join(swarm_raft::LOG_FILE_NAME).exists();
+    let id = match start {
+        _ if existing_state => 1,
+        StartMode::Bootstrap { .. } | StartMode::Restart => 1,
+        StartMode::Join { .. } => loop {
+            let id: u64 = rand::random();
+            if id > 1 {
+                break id;
+            }
+        },
+    };
+    std::fs::create_dir_all(raft_dir).map_err(storage)?;
+    let temp = raft_dir.join(format!("{RAFT_ID_FILE}.tmp"));
+    std::fs::write(&temp, format!("{id}\n")).map_err(storage)?;
+    std::fs::File::open(&temp)
+        .and_then(|f| f.sync_all())
+        .map_err(storage)?;
+    std::fs::rename(&temp, &path).map_err(storage)?;
+    Ok(id)
+}
+
+/// The gRPC services a manager serves.
+struct Services {
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    raft: RaftNode,
+    leadership: Leadership,
+    plugin_host: swarm_plugin_host::PluginHost,
+}
+
+impl Services {
+    fn control(&self) -> pb::control_server::ControlServer<ControlService> {
+        let control = ControlService::new_routed(
+            self.store.clone(),
+            self.committer.clone(),
+            self.leadership.clone(),
+            self.raft.clone(),
+        )
+        .with_plugin_host(self.plugin_host.clone());
+        pb::control_server::ControlServer::new(control)
+            .max_decoding_message_size(MAX_CONTROL_MESSAGE_BYTES)
+    }
+
+    /// Starts the control socket server and the remote listener's server.
+    fn serve(
+        &self,
+        control_socket: &Path,
+        listener: TcpListener,
+        identity: Option<&swarm_ca::NodeIdentity>,
+        tasks: &mut JoinSet<()>,
+        cancel: &CancellationToken,
+    ) -> Result<(), ManagerError> {
+        let (store, committer, raft, leadership) =
+            (&self.store, &self.committer, &self.raft, &self.leadership);
+        let socket = bind_control_socket(control_socket)?;
+        let shutdown = cancel.clone();
+        let local_control = LeaderRouted::new(self.control(), leadership.clone());
+        tasks.spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(local_control)
+                .serve_with_incoming_shutdown(UnixListenerStream::new(socket), shutdown.cancelled())
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "control API server stopped");
+            }
+        });
+
+        // The remote listener: every manager serves raft and the root CA itself; the rest is
+        // answered by the leader (forwarded when this manager does not lead).
+        let router = tonic::transport::Server::builder()
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                raft.grpc_service(),
+                |request: tonic::Request<()>| {
+                    Caller::of(&request).require(&[swarm_types::NodeRole::Manager], "raft")?;
+                    Ok(request)
+                },
+            ))
+            .add_service(pb::ca_server::CaServer::new(CaService::new(store.clone())))
+            .add_service(LeaderRouted::new(
+                pb::node_ca_server::NodeCaServer::new(NodeCaService::new(
+                    store.clone(),
+                    committer.clone(),
+                )),
+                leadership.clone(),
+            ))
+            .add_service(LeaderRouted::new(
+                pb::raft_membership_server::RaftMembershipServer::new(MembershipService::new(
+                    store.clone(),
+                    committer.clone(),
+                    raft.clone(),
+                )),
+                leadership.clone(),
+            ))
+            .add_service(LeaderRouted::new(
+                pb::dispatcher_server::DispatcherServer::new(DispatcherService::routed(
+                    leadership.clone(),
+                )),
+                leadership.clone(),
+            ))
+            .add_service(
+                LeaderRouted::new(self.control(), leadership.clone())
+                    .admit(&[swarm_types::NodeRole::Manager], "the control API"),
+            );
+        let shutdown = cancel.clone();
+        match identity {
+            Some(identity) => {
+                let tls = identity
+                    .server_config()
+                    .map_err(|e| ManagerError::Unavailable(format!("TLS server: {e}")))?;
+                tasks.spawn(async move {
+                    let incoming = swarm_ca::tls_incoming(listener, tls);
+                    if let Err(e) = router
+                        .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
+                        .await
+                    {
+                        warn!(error = %e, "remote API server stopped");
+                    }
+                });
+            }
+            None => {
+                tasks.spawn(async move {
+                    if let Err(e) = router
+                        .serve_with_incoming_shutdown(
+                            TcpListenerStream::new(listener),
+                            shutdown.cancelled(),
+                        )
+                        .await
+                    {
+                        warn!(error = %e, "remote API server stopped");
+                    }
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a leader term needs.
+struct TermContext {
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    raft: RaftNode,
+    leadership: Leadership,
+    scheduler: SchedulerFactory,
+    plugin_host: swarm_plugin_host::PluginHost,
+    dispatcher: DispatcherConfig,
+    /// The new cluster's id and CA, written with the cluster object by the first term.
+    bootstrap_ca: Option<(String, RootCaState)>,
+}
+
+impl TermContext {
+    /// Runs a term each time this manager becomes leader, until `cancel`.
+    async fn run(self, cancel: CancellationToken) {
+        loop {
+            // Wait to lead.
+            while !self.raft.is_leader() {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(LEADERSHIP_POLL) => {}
+                }
+            }
+            // Apply everything the log held at election before acting on the store.
+            if let Err(e) = self.raft.wait_for_leader(LEADER_TIMEOUT).await {
+                warn!(error = %e, "new leader could not catch up");
+                continue;
+            }
+            if !self.raft.is_leader() {
+                continue;
+            }
+            if let Err(e) = ensure_cluster(
+                &self.store,
+                self.committer.as_ref(),
+                self.bootstrap_ca.clone(),
+            )
+            .await
+            {
+                warn!(error = %e, "leader could not write the cluster object; waiting for the next term");
+                while self.raft.is_leader() && !cancel.is_cancelled() {
+                    tokio::time::sleep(LEADERSHIP_POLL).await;
+                }
+                continue;
+            }
+            let term_cancel = cancel.child_token();
+            let mut term_tasks = JoinSet::new();
+            let started = self.start_term(&term_cancel, &mut term_tasks);
+            match started {
+                Ok(term) => {
+                    self.leadership.set_term(Some(Arc::new(term)));
+                    info!(term = self.raft.metrics().term, "this manager leads");
+                }
+                Err(e) => warn!(error = %e, "starting the leader's loops"),
+            }
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(LEADERSHIP_POLL) => {
+                        if !self.raft.is_leader() { break; }
+                    }
+                }
+            }
+            self.leadership.set_term(None);
+            term_cancel.cancel();
+            while term_tasks.join_next().await.is_some() {}
+            if cancel.is_cancelled() {
+                return;
+            }
+            info!("this manager stepped down");
+        }
+    }
+
+    fn start_term(
+        &self,
+        cancel: &CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<LeaderTerm, ManagerError> {
+        let placer = (self.scheduler)().map_err(ManagerError::Internal)?;
+        let dispatcher = Arc::new(Dispatcher::new(
+            self.store.clone(),
+            self.committer.clone(),
+            self.dispatcher.clone(),
+        ));
+        tasks.spawn(dispatcher.clone().run_liveness(cancel.clone()));
+        tasks.spawn(
+            Orchestrator::new(self.store.clone(), self.committer.clone()).run(cancel.clone()),
+        );
+        let driver = SchedulerDriver::new(self.store.clone(), self.committer.clone(), placer)
+            .with_plugin_host(self.plugin_host.clone());
+        tasks.spawn(driver.run(cancel.clone()));
+        Ok(LeaderTerm { dispatcher })
     }
 }
 
@@ -194,24 +546,40 @@ fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ManagerEr
     Ok(listener)
 }
 
-/// Create the cluster object with SwarmKit's defaults on first start.
+/// Create the cluster object with SwarmKit's defaults on first start, with the new cluster's
+/// id and CA; give a cluster written before managers had a CA the one this manager brings.
 async fn ensure_cluster(
     store: &MemoryStore,
     committer: &dyn Committer,
+    bootstrap: Option<(String, RootCaState)>,
 ) -> Result<(), ManagerError> {
-    if store.view(|tx| tx.cluster().is_some()) {
-        return Ok(());
+    let existing = store.view(|tx| tx.cluster().map(|c| (**c).clone()));
+    match (existing, bootstrap) {
+        (Some(cluster), Some((_, root_ca)))
+            if cluster.root_ca.cert_pem.is_empty() && !root_ca.cert_pem.is_empty() =>
+        {
+            let mut updated = cluster;
+            updated.root_ca = root_ca;
+            updated.meta.updated_at = Timestamp::now();
+            commit::commit_with(store, committer, |tx| Ok(tx.update(updated)?)).await?;
+            Ok(())
+        }
+        (Some(_), _) => Ok(()),
+        (None, bootstrap) => {
+            let (id, root_ca) = bootstrap.unwrap_or_else(|| (new_id(), RootCaState::default()));
+            let now = Timestamp::now();
+            let cluster = Cluster {
+                id,
+                meta: Meta {
+                    version: 0,
+                    created_at: now,
+                    updated_at: now,
+                },
+                spec: ClusterSpec::with_defaults(),
+                root_ca,
+            };
+            commit::commit_with(store, committer, |tx| Ok(tx.create(cluster)?)).await?;
+            Ok(())
+        }
     }
-    let now = Timestamp::now();
-    let cluster = Cluster {
-        id: new_id(),
-        meta: Meta {
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        },
-        spec: ClusterSpec::with_defaults(),
-    };
-    commit::commit_with(store, committer, |tx| Ok(tx.create(cluster)?)).await?;
-    Ok(())
 }

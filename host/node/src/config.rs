@@ -62,6 +62,11 @@ pub struct NodeConfig {
     pub heartbeat_tick: u64,
     pub election_tick: u64,
     pub executor: ExecutorChoice,
+    /// A manager to join through (`host:port`), with `join_token`, for a node that has not
+    /// joined yet; a worker also reconnects to it after a restart.
+    pub join_addr: Option<String>,
+    /// The join token (`SWMTKN-1-...`) granting the role the node joins with.
+    pub join_token: Option<String>,
     /// The container engine to probe at start (`unix:///var/run/docker.sock`, `tcp://host:port`):
     /// when it answers, the embedded docker executor becomes the node's default.
     pub engine_addr: String,
@@ -83,6 +88,25 @@ impl NodeConfig {
             return Err(NodeError::Config(format!(
                 "--election-tick: must be greater than --heartbeat-tick ({})",
                 self.heartbeat_tick
+            )));
+        }
+        if self.join_token.is_some() && self.join_addr.is_none() {
+            return Err(NodeError::Config(
+                "--join-token: needs --join-addr (the manager to join through)".into(),
+            ));
+        }
+        if let Some(token) = &self.join_token
+            && let Err(e) = token.parse::<swarm_types::JoinToken>()
+        {
+            return Err(NodeError::Config(format!("--join-token: {e}")));
+        }
+        if let Some(addr) = &self.join_addr
+            && addr
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        {
+            return Err(NodeError::Config(format!(
+                "--join-addr: {addr:?} is not host:port"
             )));
         }
         let engine = &self.engine_addr;
@@ -131,6 +155,8 @@ mod tests {
             heartbeat_tick: 1,
             election_tick: 10,
             executor: ExecutorChoice::Embedded("default".into()),
+            join_addr: None,
+            join_token: None,
             engine_addr: engine_addr.into(),
         }
     }

@@ -6,21 +6,27 @@
 //!
 //! Layout of the state directory:
 //! `node-id` (this node's id), `swarmd.lock` (held while swarmd runs), `swarmd.sock` (control
-//! socket, by default), `raft/` (raft log and snapshots), `agent/` (the agent's task database),
+//! socket, by default), `certificates/` (root CA, node certificate and key, known managers),
+//! `raft/` (raft log and snapshots, `raft-id`), `agent/` (the agent's task database),
 //! `plugins/cache/` (compiled components by digest), `tasks/<task-id>/` (task logs and pids).
 
+mod certs;
 mod config;
 mod state_dir;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use swarm_agent::{Agent, AgentConfig};
-use swarm_manager::{Manager, ManagerConfig};
+use swarm_agent::{Agent, AgentConfig, ChannelMaker};
+use swarm_ca::NodeIdentity;
+use swarm_manager::{Manager, ManagerConfig, SchedulerFactory, StartMode};
 use swarm_plugin_host::{HostConfig, PluginHost};
 use swarm_types::{EngineDescription, NodeDescription, Platform, Resources};
+use swarm_types::{JoinToken, NodeRole};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+pub use certs::Certificates;
 pub use config::{ExecutorChoice, NodeConfig};
 pub use state_dir::StateDir;
 
@@ -28,6 +34,8 @@ pub use state_dir::StateDir;
 const PLUGIN_CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// Linear memory one plugin instance may use.
 const PLUGIN_MEMORY_LIMIT: usize = 512 << 20;
+/// Connect timeout of the agent's channels to managers.
+const MANAGER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the node waits for the container engine to answer at start.
 const ENGINE_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -56,12 +64,17 @@ pub enum NodeError {
     },
 }
 
-/// Run the node until `cancel` fires: a one-manager cluster whose agent runs in the same process.
+/// Run the node until `cancel` fires: a manager (first of a new cluster, or joined with a
+/// manager token) with an agent in the same process, or a worker (joined with a worker token)
+/// running only the agent.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), NodeError> {
     let config = config.validate()?;
     let state = StateDir::open(&config.state_dir)?;
     let node_id = state.node_id()?;
-    info!(%node_id, state_dir = %config.state_dir.display(), "starting node");
+    let certs = Certificates::new(state.path());
+    let (identity, start) = obtain_identity(&config, &certs, &node_id).await?;
+    let role = identity.info().role;
+    info!(%node_id, ?role, cluster_id = %identity.info().cluster_id, state_dir = %config.state_dir.display(), "starting node");
     let engine = swarm_plugin_host::probe_engine(&config.engine_addr, ENGINE_PROBE_TIMEOUT).await;
 
     let host = PluginHost::new(HostConfig {
@@ -81,12 +94,15 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         max_failures: 0,
         ..Default::default()
     });
-    let scheduler = host
-        .load_scheduler("default", swarm_plugin_artifacts::SCHEDULER)
-        .map_err(|source| NodeError::Plugin {
-            name: "scheduler default".into(),
-            source,
-        })?;
+    let scheduler_host = host.clone();
+    let scheduler: SchedulerFactory = Arc::new(move || {
+        scheduler_host
+            .load_scheduler("default", swarm_plugin_artifacts::SCHEDULER)
+            .map(|s| Box::new(s) as Box<dyn swarm_manager::Placer>)
+            .map_err(|e| format!("loading the embedded scheduler: {e}"))
+    });
+    // Load it once now, so that a broken scheduler stops the node at start.
+    scheduler().map_err(NodeError::Config)?;
     let (executor_name, executor_bytes) = config.executor.component()?;
     let executor = host
         .load_executor(
@@ -132,39 +148,71 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         .first()
         .map_or(executor_name.clone(), |e| e.name().to_string());
 
-    let listener = tokio::net::TcpListener::bind(config.listen_remote_api)
-        .await
-        .map_err(|source| NodeError::Listen {
-            addr: config.listen_remote_api.to_string(),
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| NodeError::Listen {
-        addr: config.listen_remote_api.to_string(),
-        source,
-    })?;
-    let advertise = config.advertise_addr(bound);
+    let client_config = identity
+        .client_config()
+        .map_err(|e| NodeError::Config(format!("TLS client configuration: {e}")))?;
+    let channels: ChannelMaker = Arc::new(move |addr: &str| {
+        swarm_ca::tls_channel(addr, client_config.clone(), MANAGER_CONNECT_TIMEOUT)
+            .map_err(|e| e.to_string())
+    });
 
-    let manager = Manager::start(
-        ManagerConfig {
-            node_id: node_id.clone(),
-            raft_dir: state.path().join("raft"),
-            control_socket: config.control_socket.clone(),
-            remote_listener: listener,
-            advertise_addr: advertise.clone(),
-            raft_tick: config.raft_tick,
-            heartbeat_tick: config.heartbeat_tick,
-            election_tick: config.election_tick,
-            plugin_host: host.clone(),
-        },
-        scheduler,
-        cancel.child_token(),
-    )
-    .await?;
+    let mut manager = None;
+    let managers = match role {
+        NodeRole::Manager => {
+            let listener = tokio::net::TcpListener::bind(config.listen_remote_api)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen_remote_api.to_string(),
+                    source,
+                })?;
+            let bound = listener.local_addr().map_err(|source| NodeError::Listen {
+                addr: config.listen_remote_api.to_string(),
+                source,
+            })?;
+            let advertise = config.advertise_addr(bound);
+            manager = Some(
+                Manager::start(
+                    ManagerConfig {
+                        node_id: node_id.clone(),
+                        raft_dir: state.path().join("raft"),
+                        control_socket: config.control_socket.clone(),
+                        remote_listener: listener,
+                        advertise_addr: advertise.clone(),
+                        raft_tick: config.raft_tick,
+                        heartbeat_tick: config.heartbeat_tick,
+                        election_tick: config.election_tick,
+                        plugin_host: host.clone(),
+                        identity: Some(identity.clone()),
+                        start,
+                    },
+                    scheduler,
+                    cancel.child_token(),
+                )
+                .await?,
+            );
+            // The agent of a manager talks to its own manager, which forwards to the leader.
+            vec![advertise]
+        }
+        NodeRole::Worker => {
+            let mut managers: Vec<String> = config.join_addr.iter().cloned().collect();
+            managers.extend(certs.managers());
+            managers.dedup();
+            if managers.is_empty() {
+                return Err(NodeError::Config(
+                    "this worker knows no manager: start it with --join-addr <manager addr>".into(),
+                ));
+            }
+            info!(?managers, "worker node: running the agent only");
+            managers
+        }
+    };
+    certs.save_managers(&managers)?;
 
     let agent = Agent::with_plugins(
         AgentConfig {
             node_id,
-            manager_addr: advertise,
+            managers,
+            channels: Some(channels),
             state_dir: state.path().join("agent"),
             description: describe(&config.hostname, &default_executor),
         },
@@ -172,6 +220,14 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         host,
     )
     .await?;
+    // Workers remember the managers the dispatcher announces, to reconnect after a restart.
+    if role == NodeRole::Worker {
+        tokio::spawn(remember_managers(
+            agent.status(),
+            certs.clone(),
+            cancel.child_token(),
+        ));
+    }
     let agent_cancel = cancel.child_token();
     let mut agent_task = tokio::spawn(agent.run(agent_cancel));
 
@@ -187,11 +243,124 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
             result
         }
     };
-    manager.shutdown().await;
+    if let Some(manager) = manager {
+        manager.shutdown().await;
+    }
     drop(state);
     match agent_result {
         Ok(r) => r.map_err(NodeError::from),
         Err(e) => Err(NodeError::Config(format!("agent task failed: {e}"))),
+    }
+}
+
+/// This node's certificate and how its manager (if it is one) enters the raft group: the saved
+/// certificate; or a new one from the managers at `--join-addr` for `--join-token`; or a new
+/// cluster's CA when the node neither has one nor joins.
+async fn obtain_identity(
+    config: &NodeConfig,
+    certs: &Certificates,
+    node_id: &str,
+) -> Result<(NodeIdentity, StartMode), NodeError> {
+    let join = match (&config.join_addr, &config.join_token) {
+        (Some(addr), Some(token)) => Some((addr.clone(), token.clone())),
+        _ => None,
+    };
+    if let Some(identity) = certs.load()? {
+        let start = match &config.join_addr {
+            Some(addr) => StartMode::Join { addr: addr.clone() },
+            None => StartMode::Restart,
+        };
+        if !identity.is_expired(std::time::SystemTime::now()) {
+            return Ok((identity, start));
+        }
+        let expired = humantime::format_rfc3339_seconds(identity.info().not_after);
+        let Some((addr, token)) = join else {
+            return Err(NodeError::Config(format!(
+                "this node's certificate expired at {expired} while the node was off. To \
+                 rejoin, start swarmd again with --join-addr <a manager> --join-token <the \
+                 token of its role, from `swarmctl cluster inspect` on a manager>: it keeps its \
+                 node id and its state"
+            )));
+        };
+        info!(%expired, %addr, "the node certificate expired while the node was off; rejoining with the join token");
+        let identity = join_cluster(certs, node_id, &config.hostname, &addr, &token).await?;
+        return Ok((identity, start));
+    }
+    match join {
+        Some((addr, token)) => {
+            let identity = join_cluster(certs, node_id, &config.hostname, &addr, &token).await?;
+            Ok((identity, StartMode::Join { addr }))
+        }
+        None if config.join_addr.is_some() => Err(NodeError::Config(
+            "--join-addr: a node that has not joined yet needs --join-token too".into(),
+        )),
+        None => {
+            let cluster = certs::new_cluster(node_id)?;
+            certs.save(
+                cluster.identity.cert_pem(),
+                cluster.identity.key_pem(),
+                &cluster.root_ca.cert_pem,
+            )?;
+            info!(cluster_id = %cluster.cluster_id, "created a new cluster and its root CA");
+            Ok((
+                cluster.identity,
+                StartMode::Bootstrap {
+                    cluster_id: cluster.cluster_id,
+                    root_ca: cluster.root_ca,
+                },
+            ))
+        }
+    }
+}
+
+/// Pins the root CA with `token`, gets a certificate for a new key, and saves both.
+async fn join_cluster(
+    certs: &Certificates,
+    node_id: &str,
+    hostname: &str,
+    addr: &str,
+    token: &str,
+) -> Result<NodeIdentity, NodeError> {
+    let parsed: JoinToken = token
+        .parse()
+        .map_err(|e| NodeError::Config(format!("--join-token: {e}")))?;
+    let root = swarm_manager::join::fetch_root_ca(addr, &parsed).await?;
+    let key_pem = swarm_ca::NodeKey::generate()
+        .map_err(|e| NodeError::Config(format!("generating the node key: {e}")))?;
+    let issued =
+        swarm_manager::join::request_certificate(addr, &root, token, node_id, hostname, &key_pem)
+            .await?;
+    let identity = NodeIdentity::new(&issued.certificate_pem, &key_pem, root.cert_pem())
+        .map_err(|e| NodeError::Config(format!("the certificate the managers issued: {e}")))?;
+    certs.save(&issued.certificate_pem, &key_pem, root.cert_pem())?;
+    info!(role = ?issued.role, cluster_id = %issued.cluster_id, %addr, "joined the cluster");
+    Ok(identity)
+}
+
+/// Saves the managers the dispatcher announces whenever they change.
+async fn remember_managers(
+    mut status: tokio::sync::watch::Receiver<swarm_agent::AgentStatus>,
+    certs: Certificates,
+    cancel: CancellationToken,
+) {
+    let mut saved: Vec<String> = Vec::new();
+    loop {
+        let announced: Vec<String> = status
+            .borrow_and_update()
+            .managers
+            .iter()
+            .map(|m| m.addr.clone())
+            .collect();
+        if !announced.is_empty() && announced != saved {
+            if let Err(e) = certs.save_managers(&announced) {
+                tracing::warn!(error = %e, "saving the known managers");
+            }
+            saved = announced;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = status.changed() => if changed.is_err() { return },
+        }
     }
 }
 

@@ -746,10 +746,24 @@ impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
 
 impl From<t::Cluster> for pb::Cluster {
     fn from(c: t::Cluster) -> Self {
+        // The key stays in the store: the API shows the certificate and the tokens only.
+        let digest = c
+            .root_ca
+            .join_tokens()
+            .map(|tokens| hex_digest(&tokens.worker.ca_digest()))
+            .unwrap_or_default();
         pb::Cluster {
             id: c.id,
             meta: Some(meta_to_pb(c.meta)),
             spec: Some(c.spec.into()),
+            root_ca: Some(pb::RootCa {
+                cert_pem: c.root_ca.cert_pem,
+                digest,
+                join_tokens: Some(pb::JoinTokens {
+                    worker: c.root_ca.worker_token,
+                    manager: c.root_ca.manager_token,
+                }),
+            }),
         }
     }
 }
@@ -757,6 +771,8 @@ impl From<t::Cluster> for pb::Cluster {
 impl TryFrom<pb::Cluster> for t::Cluster {
     type Error = ConversionError;
     fn try_from(c: pb::Cluster) -> Result<Self> {
+        let root_ca = c.root_ca.unwrap_or_default();
+        let tokens = root_ca.join_tokens.unwrap_or_default();
         Ok(t::Cluster {
             id: c.id,
             meta: meta_from_pb(c.meta),
@@ -764,8 +780,19 @@ impl TryFrom<pb::Cluster> for t::Cluster {
                 .spec
                 .ok_or_else(|| ConversionError::missing("spec"))?
                 .try_into()?,
+            root_ca: t::RootCaState {
+                cert_pem: root_ca.cert_pem,
+                key_pem: String::new(),
+                worker_token: tokens.worker,
+                manager_token: tokens.manager,
+            },
         })
     }
+}
+
+/// A sha256 digest as lowercase hex.
+fn hex_digest(digest: &[u8; 32]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---- plugins -----------------------------------------------------------------------------
@@ -984,14 +1011,30 @@ mod tests {
 
     #[test]
     fn cluster_and_node_round_trip() {
-        let cluster = t::Cluster {
+        let token = |fill: u8| t::JoinToken::new([7; 32], [fill; 16]).to_string();
+        let mut cluster = t::Cluster {
             id: "c".into(),
             meta: Default::default(),
             spec: t::ClusterSpec::with_defaults(),
+            root_ca: t::RootCaState {
+                cert_pem: "-----BEGIN CERTIFICATE-----".into(),
+                key_pem: "-----BEGIN PRIVATE KEY-----".into(),
+                worker_token: token(1),
+                manager_token: token(2),
+            },
         };
-        let back: t::Cluster = pb::Cluster::from(cluster.clone())
-            .try_into()
-            .expect("cluster");
+        let wire = pb::Cluster::from(cluster.clone());
+        assert_eq!(
+            wire.root_ca.as_ref().map(|ca| ca.digest.as_str()),
+            Some("07".repeat(32).as_str()),
+            "the API shows the digest the tokens pin"
+        );
+        let back: t::Cluster = wire.try_into().expect("cluster");
+        assert!(
+            back.root_ca.key_pem.is_empty(),
+            "the CA key never leaves the store"
+        );
+        cluster.root_ca.key_pem.clear();
         assert_eq!(back, cluster);
         let node = t::Node {
             id: "n".into(),

@@ -6,10 +6,11 @@ use std::time::Duration;
 use openraft::SnapshotPolicy;
 
 use crate::RaftError;
+use crate::network::ChannelMaker;
 
 /// How a raft node runs. Build it with [`RaftConfig::new`], adjust fields, then
 /// [`validate`](RaftConfig::validate) (also done by [`RaftNode::start`](crate::RaftNode::start)).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct RaftConfig {
     /// This node's raft id: non-zero, unique in the cluster.
     pub node_id: u64,
@@ -30,6 +31,24 @@ pub struct RaftConfig {
     pub max_batch_commands: usize,
     /// A batch stops growing once its commands reach this many bytes.
     pub max_batch_bytes: usize,
+    /// How this node reaches its peers (plaintext by default; mutual TLS in swarmd).
+    pub channels: ChannelMaker,
+}
+
+impl std::fmt::Debug for RaftConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftConfig")
+            .field("node_id", &self.node_id)
+            .field("state_dir", &self.state_dir)
+            .field("tick", &self.tick)
+            .field("heartbeat_tick", &self.heartbeat_tick)
+            .field("election_tick", &self.election_tick)
+            .field("snapshot_interval", &self.snapshot_interval)
+            .field("logs_to_keep", &self.logs_to_keep)
+            .field("max_batch_commands", &self.max_batch_commands)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RaftConfig {
@@ -45,6 +64,7 @@ impl RaftConfig {
             logs_to_keep: 500,
             max_batch_commands: 1024,
             max_batch_bytes: 4 << 20,
+            channels: crate::network::plain_channels(),
         }
     }
 
@@ -101,6 +121,11 @@ impl RaftConfig {
                 .ok_or_else(|| RaftError::Config("election timeout overflows".into()))?,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
             max_in_snapshot_log_to_keep: self.logs_to_keep,
+            // Snapshots travel in chunks well under any gRPC message limit, so a large store
+            // never blocks a new manager (SwarmKit's 4 MB complaint).
+            snapshot_max_chunk_size: crate::network::SNAPSHOT_CHUNK_BYTES,
+            // Entries per AppendEntries: with batches of up to `max_batch_bytes`, bounded.
+            max_payload_entries: 64,
             ..Default::default()
         };
         config

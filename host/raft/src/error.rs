@@ -24,6 +24,12 @@ pub enum RaftError {
     /// The node is shut down (or shutting down).
     #[error("raft node is shut down")]
     ShutDown,
+    /// A membership change that openraft refused (the message says why).
+    #[error("raft membership change refused: {0}")]
+    Membership(String),
+    /// The operation cannot be done now (e.g. leadership is being confirmed); retry.
+    #[error("raft unavailable: {0}")]
+    Unavailable(String),
     /// Any other failure inside openraft.
     #[error("raft: {0}")]
     Internal(String),

@@ -6,8 +6,9 @@
 //! which resolves once the command is committed and applied.
 //!
 //! Layout (openraft's example layout): `store/` holds the log store, the state machine and the
-//! snapshot files; `network/` the client side of the raft network (a stub until multi-manager
-//! raft: every peer is unreachable).
+//! snapshot files; `network/` the raft network over tonic (`swarm.v1.Raft`): the client openraft
+//! reaches peers with, through a [`ChannelMaker`] the caller chooses (plaintext or mutual TLS),
+//! and the service the caller serves. Snapshots travel in chunks of 1 MiB.
 //!
 //! Invariants:
 //! - Log entries and the vote are fsync'd (redb `Durability::Immediate`) before openraft learns
@@ -28,10 +29,12 @@ pub mod bench;
 
 pub use config::RaftConfig;
 pub use error::RaftError;
+pub use network::{ChannelMaker, MAX_RAFT_MESSAGE_BYTES, RaftService, plain_channels};
 pub use node::RaftMember;
 pub use node::RaftNode;
 pub use node::RaftRole;
 pub use node::RaftStatus;
+pub use store::LOG_FILE_NAME;
 
 /// The replicated application: applies committed commands deterministically.
 pub trait StateMachineApp: Send + Sync + 'static {

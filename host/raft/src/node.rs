@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use openraft::BasicNode;
+use openraft::ChangeMembers;
 use openraft::ServerState;
 use openraft::error::ClientWriteError;
 use openraft::error::InitializeError;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::RaftConfig;
 use crate::RaftError;
 use crate::StateMachineApp;
-use crate::network::NetworkFactory;
+use crate::network::{NetworkFactory, PeerContacts, RaftService};
 use crate::store;
 use crate::store::LogStore;
 use crate::store::StateMachineStore;
@@ -55,6 +56,9 @@ impl std::fmt::Debug for RaftNode {
 struct Inner {
     id: u64,
     raft: Raft,
+    contacts: PeerContacts,
+    /// A peer that answered within this window counts as reachable.
+    reachable_window: Duration,
     proposals: mpsc::Sender<Proposal>,
     cancel: CancellationToken,
     batcher: Mutex<Option<JoinHandle<()>>>,
@@ -142,10 +146,17 @@ impl RaftNode {
         .await
         .map_err(|e| RaftError::Internal(format!("opening raft storage: {e}")))??;
 
+        let contacts = PeerContacts::default();
+        let reachable_window =
+            Duration::from_millis(openraft_config.election_timeout_max.saturating_mul(2));
+        let network = NetworkFactory {
+            channels: config.channels.clone(),
+            contacts: contacts.clone(),
+        };
         let raft = Raft::new(
             config.node_id,
             openraft_config,
-            NetworkFactory,
+            network,
             LogStore::new(database.clone()),
             state_machine,
         )
@@ -163,6 +174,8 @@ impl RaftNode {
             inner: Arc::new(Inner {
                 id: config.node_id,
                 raft,
+                contacts,
+                reachable_window,
                 proposals,
                 cancel,
                 batcher: Mutex::new(Some(batcher)),
@@ -189,6 +202,115 @@ impl RaftNode {
             Err(openraft::error::RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
             Err(openraft::error::RaftError::APIError(other)) => {
                 Err(RaftError::Internal(other.to_string()))
+            }
+            Err(openraft::error::RaftError::Fatal(fatal)) => Err(fatal.into()),
+        }
+    }
+
+    /// Whether this node has a membership (bootstrapped, or added by a leader).
+    pub async fn is_initialized(&self) -> Result<bool, RaftError> {
+        Ok(self.inner.raft.is_initialized().await?)
+    }
+
+    /// The gRPC service peers reach this node through; the caller serves it (and decides who
+    /// may call it).
+    pub fn grpc_service(&self) -> swarm_proto::pb::raft_server::RaftServer<RaftService> {
+        swarm_proto::pb::raft_server::RaftServer::new(RaftService::new(self.inner.raft.clone()))
+            .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+    }
+
+    /// Whether `peer` answered this node's raft RPCs recently (only a leader talks to every
+    /// peer; a follower knows about the leader only).
+    pub fn peer_reachable(&self, peer: u64) -> bool {
+        peer == self.inner.id
+            || self
+                .inner
+                .contacts
+                .seen_within(peer, self.inner.reachable_window)
+    }
+
+    /// Adds `id` at `addr` as a learner (a non-voting member) and waits until it has caught up
+    /// with the log, receiving a snapshot if needed. Only on the leader.
+    pub async fn add_learner(&self, id: u64, addr: String) -> Result<(), RaftError> {
+        self.inner
+            .raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Makes the learner `id` a voter. Only on the leader.
+    pub async fn promote(&self, id: u64) -> Result<(), RaftError> {
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            .await
+    }
+
+    /// Makes the voter `id` a learner (it keeps receiving the log). Only on the leader.
+    pub async fn demote(&self, id: u64) -> Result<(), RaftError> {
+        let voter = self.metrics().members.iter().any(|m| m.id == id && m.voter);
+        if !voter {
+            return Ok(());
+        }
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), true)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Removes `id` from the membership entirely (voter or learner). Only on the leader.
+    pub async fn remove(&self, id: u64) -> Result<(), RaftError> {
+        let status = self.metrics();
+        let Some(member) = status.members.iter().find(|m| m.id == id) else {
+            return Ok(());
+        };
+        let change = if member.voter {
+            ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+        } else {
+            ChangeMembers::RemoveNodes(BTreeSet::from([id]))
+        };
+        self.inner
+            .raft
+            .change_membership(change, false)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Records a member's new address (a manager restarted elsewhere). Only on the leader.
+    pub async fn set_addr(&self, id: u64, addr: String) -> Result<(), RaftError> {
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(
+            id,
+            BasicNode::new(addr),
+        )])))
+        .await
+    }
+
+    async fn change(&self, change: ChangeMembers<u64, BasicNode>) -> Result<(), RaftError> {
+        self.inner
+            .raft
+            .change_membership(change, true)
+            .await
+            .map(|_| ())
+            .map_err(write_error)
+    }
+
+    /// Waits until this node may serve a linearizable read: it is still the leader (a quorum
+    /// confirmed it) and has applied everything committed before the call. Only on the leader.
+    pub async fn ensure_linearizable(&self) -> Result<(), RaftError> {
+        match self.inner.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::CheckIsLeaderError::ForwardToLeader(forward),
+            )) => Err(RaftError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|node| node.addr),
+            }),
+            Err(openraft::error::RaftError::APIError(other)) => {
+                Err(RaftError::Unavailable(other.to_string()))
             }
             Err(openraft::error::RaftError::Fatal(fatal)) => Err(fatal.into()),
         }
@@ -437,21 +559,28 @@ async fn commit_batch(raft: &Raft, batch: Vec<Proposal>) {
             }
         }
         Err(error) => {
-            let error = match error {
-                openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(
-                    forward,
-                )) => RaftError::NotLeader {
-                    leader_id: forward.leader_id,
-                    leader_addr: forward.leader_node.map(|node| node.addr),
-                },
-                openraft::error::RaftError::APIError(other) => {
-                    RaftError::Internal(other.to_string())
-                }
-                openraft::error::RaftError::Fatal(fatal) => fatal.into(),
-            };
+            let error = write_error(error);
             for reply in replies {
                 let _ = reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// A write's (or membership change's) error in this crate's terms: `NotLeader` names the leader.
+fn write_error(
+    error: openraft::error::RaftError<u64, ClientWriteError<u64, BasicNode>>,
+) -> RaftError {
+    match error {
+        openraft::error::RaftError::APIError(ClientWriteError::ForwardToLeader(forward)) => {
+            RaftError::NotLeader {
+                leader_id: forward.leader_id,
+                leader_addr: forward.leader_node.map(|node| node.addr),
+            }
+        }
+        openraft::error::RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => {
+            RaftError::Membership(e.to_string())
+        }
+        openraft::error::RaftError::Fatal(fatal) => fatal.into(),
     }
 }

@@ -394,6 +394,12 @@ pub enum ClusterCommand {
         /// How often agents heartbeat, e.g. 5s.
         #[arg(long, value_name = "DURATION", value_parser = parse::duration)]
         heartbeat_period: Option<Duration>,
+        /// A node is DOWN after missing heartbeats for heartbeat period x this.
+        #[arg(long, value_name = "N")]
+        grace_multiplier: Option<u32>,
+        /// Replace a join token: nodes that joined keep working, new joins need the new one.
+        #[arg(long, value_name = "ROLE", value_parser = ["worker", "manager"])]
+        rotate_join_token: Vec<String>,
         /// The scheduler plugin (an installed plugin's name; "" for the embedded default). It
         /// places tasks from the next scheduling pass.
         #[arg(long, value_name = "PLUGIN")]

@@ -214,11 +214,13 @@ impl Manager {
         &mut self,
         cluster: &t::Cluster,
         spec: t::ClusterSpec,
+        rotation: Option<pb::KeyRotation>,
     ) -> Result<t::Cluster, CliError> {
         let request = pb::UpdateClusterRequest {
             cluster_id: cluster.id.clone(),
             cluster_version: cluster.meta.version,
             spec: Some(spec.into()),
+            rotation,
         };
         let response = self.client.update_cluster(request).await;
         let cluster = response.map_err(|s| self.status(s))?.into_inner().cluster;

@@ -291,6 +291,7 @@ fn canned() -> State {
             id: CLUSTER.into(),
             meta: meta(2),
             spec: t::ClusterSpec::with_defaults(),
+            root_ca: Default::default(),
         }],
         ..Default::default()
     }

@@ -35,9 +35,25 @@ struct Args {
     #[arg(long)]
     listen_control_api: Option<PathBuf>,
 
-    /// Address of the remote API (dispatcher). Loopback by default until mutual TLS lands.
+    /// Address of a manager's remote API (raft, CA, dispatcher; mutual TLS). Workers do not
+    /// listen.
     #[arg(long, default_value = "127.0.0.1:4242")]
     listen_remote_api: SocketAddr,
+
+    /// Address other nodes reach this manager at [default: the bound remote API address, with
+    /// 127.0.0.1 for an unspecified IP].
+    #[arg(long, value_name = "HOST:PORT")]
+    advertise_remote_api: Option<String>,
+
+    /// Join the cluster through the manager at this address (with --join-token, the first
+    /// time). Without it, the node creates a new cluster and becomes its first manager.
+    #[arg(long, value_name = "HOST:PORT")]
+    join_addr: Option<String>,
+
+    /// The join token (`SWMTKN-1-...`, from `swarmctl cluster inspect`): it pins the cluster's
+    /// root CA and says whether the node joins as a worker or a manager.
+    #[arg(long, env = "SWARMD_JOIN_TOKEN", hide_env_values = true)]
+    join_token: Option<String>,
 
     /// Raft heartbeat interval, in ticks of 100 ms.
     #[arg(long, default_value_t = 1)]
@@ -97,11 +113,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         hostname,
         control_socket,
         listen_remote_api: args.listen_remote_api,
-        advertise_remote_api: None,
+        advertise_remote_api: args.advertise_remote_api,
         raft_tick: Duration::from_millis(100),
         heartbeat_tick: args.heartbeat_tick,
         election_tick: args.election_tick,
         executor: ExecutorChoice::parse(&args.executor),
+        join_addr: args.join_addr,
+        join_token: args.join_token,
         engine_addr: args.engine_addr,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -111,4 +111,44 @@ pub struct Cluster {
     pub id: String,
     pub meta: Meta,
     pub spec: ClusterSpec,
+    /// The cluster's certificate authority and join tokens (empty in a store written before
+    /// managers had a CA).
+    #[serde(default)]
+    pub root_ca: RootCaState,
+}
+
+/// The root CA every manager signs with, and the join tokens that grant each role.
+///
+/// Replicated through raft so that any manager that becomes leader can issue certificates. The
+/// control API never returns the key; `Debug` never prints the key nor the tokens' secrets.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootCaState {
+    /// The root certificate (PEM).
+    pub cert_pem: String,
+    /// The root's private key (PEM). Empty outside the managers' store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_pem: String,
+    /// The current worker join token (`SWMTKN-1-...`).
+    pub worker_token: String,
+    /// The current manager join token.
+    pub manager_token: String,
+}
+
+impl std::fmt::Debug for RootCaState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootCaState")
+            .field("cert_pem_bytes", &self.cert_pem.len())
+            .field("has_key", &!self.key_pem.is_empty())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RootCaState {
+    /// The current tokens, parsed (`None` when the state predates the CA or is corrupt).
+    pub fn join_tokens(&self) -> Option<crate::JoinTokens> {
+        Some(crate::JoinTokens {
+            worker: self.worker_token.parse().ok()?,
+            manager: self.manager_token.parse().ok()?,
+        })
+    }
 }

@@ -22,7 +22,7 @@ mod validate;
 
 pub use cluster::{
     Cluster, ClusterSpec, DEFAULT_CLUSTER_NAME, DispatcherConfig, OrchestrationConfig,
-    RaftConfigSpec,
+    RaftConfigSpec, RootCaState,
 };
 pub use constraint::{Constraint, ConstraintOp, node_satisfies};
 pub use container::{ContainerSpec, Mount, MountKind, RESERVED_LABEL_PREFIX};

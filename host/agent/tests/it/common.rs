@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use swarm_agent::{Agent, AgentConfig, AgentStatus};
+use swarm_agent::{Agent, AgentConfig, AgentStatus, ChannelMaker};
 use swarm_plugin_host::{HostConfig, PluginHost};
 use swarm_types::{
     Annotations, NodeDescription, ProcessSpec, Runtime, Task, TaskSpec, TaskState, TaskStatus,
@@ -113,6 +113,15 @@ pub struct RunningAgent {
 impl RunningAgent {
     /// Starts an agent (and a fresh plugin host, as after a restart of the process).
     pub async fn start(dirs: &NodeDirs, manager_addr: &str) -> RunningAgent {
+        Self::start_with(dirs, &[manager_addr.to_string()], None).await
+    }
+
+    /// [`RunningAgent::start`] with several managers and, optionally, a channel maker.
+    pub async fn start_with(
+        dirs: &NodeDirs,
+        managers: &[String],
+        channels: Option<ChannelMaker>,
+    ) -> RunningAgent {
         let host = PluginHost::new(host_config(&dirs.tasks_dir())).expect("plugin host");
         let executor = host
             .load_executor(
@@ -123,7 +132,8 @@ impl RunningAgent {
             .expect("load the default executor");
         let config = AgentConfig {
             node_id: NODE_ID.to_string(),
-            manager_addr: manager_addr.to_string(),
+            managers: managers.to_vec(),
+            channels,
             state_dir: dirs.state_dir(),
             description: NodeDescription {
                 hostname: "test-host".into(),
@@ -152,6 +162,12 @@ impl RunningAgent {
             status.registered && status.registrations >= count
         })
         .await;
+    }
+
+    /// The manager the agent is registered with now.
+    pub fn manager(&self) -> Option<String> {
+        let status = self.status.borrow();
+        status.manager_addr.clone().filter(|_| status.registered)
     }
 
     /// Stops the agent (tasks keep running) and drops its plugin host.

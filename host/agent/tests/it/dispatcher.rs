@@ -35,6 +35,10 @@ struct Inner {
     assignment_stream: Option<Sender<pb::AssignmentsMessage>>,
     tasks: BTreeMap<String, Task>,
     sequence: u64,
+    /// Where the last server serves this dispatcher.
+    addr: Option<SocketAddr>,
+    /// The managers announced to agents; `None`: this one alone (`manager-1`, weight 10).
+    announced: Option<Vec<pb::WeightedPeer>>,
 }
 
 /// The dispatcher's state; clones share it (also across server restarts).
@@ -98,6 +102,28 @@ impl TestDispatcher {
                 applies_to: (sequence + 100).to_string(),
                 results_in: (sequence + 101).to_string(),
                 changes: Vec::new(),
+            }));
+        }
+    }
+
+    /// Announces these managers `(node id, addr, weight)` from now on, to the open session too.
+    pub fn announce(&self, managers: &[(&str, SocketAddr, i64)]) {
+        let mut inner = self.inner.lock();
+        let peers: Vec<pb::WeightedPeer> = managers
+            .iter()
+            .map(|(node_id, addr, weight)| pb::WeightedPeer {
+                node_id: (*node_id).to_string(),
+                addr: addr.to_string(),
+                weight: *weight,
+            })
+            .collect();
+        inner.announced = Some(peers.clone());
+        if let Some(stream) = &inner.session_stream {
+            let _ = stream.send(Ok(pb::SessionMessage {
+                session_id: inner.session_id.clone().unwrap_or_default(),
+                node: None,
+                managers: peers,
+                log_requests: Vec::new(),
             }));
         }
     }
@@ -209,14 +235,19 @@ impl Dispatcher for TestDispatcher {
         let mut inner = self.inner.lock();
         inner.registrations.push(request.clone());
         let session_id = format!("session-{}", inner.registrations.len());
+        let managers = inner.announced.clone().unwrap_or_else(|| {
+            vec![pb::WeightedPeer {
+                node_id: "manager-1".into(),
+                addr: inner
+                    .addr
+                    .map_or_else(|| "127.0.0.1:4242".into(), |a| a.to_string()),
+                weight: 10,
+            }]
+        });
         let _ = sender.send(Ok(pb::SessionMessage {
             session_id: session_id.clone(),
             node: None,
-            managers: vec![pb::WeightedPeer {
-                node_id: "manager-1".into(),
-                addr: "127.0.0.1:4242".into(),
-                weight: 10,
-            }],
+            managers,
             log_requests: Vec::new(),
         }));
         inner.session_id = Some(session_id);
@@ -308,6 +339,7 @@ impl TestServer {
             .await
             .expect("bind the test dispatcher");
         let addr = listener.local_addr().expect("local addr");
+        dispatcher.inner.lock().addr = Some(addr);
         let cancel = CancellationToken::new();
         let shutdown = cancel.clone().cancelled_owned();
         let service = DispatcherServer::new(dispatcher.clone());

@@ -3,5 +3,6 @@
 
 mod common;
 mod dispatcher;
+mod failover;
 mod session;
 mod tasks;

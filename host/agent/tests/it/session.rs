@@ -33,9 +33,13 @@ async fn registers_and_heartbeats_at_the_returned_period() {
         agent.status.borrow().managers,
         vec![ManagerPeer {
             node_id: "manager-1".into(),
-            addr: "127.0.0.1:4242".into(),
+            addr: server.addr.to_string(),
             weight: 10,
         }]
+    );
+    assert_eq!(
+        agent.status.borrow().manager_addr,
+        Some(server.addr.to_string())
     );
 
     must_eventually("five heartbeats", LIMIT, || {

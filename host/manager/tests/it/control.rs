@@ -40,6 +40,7 @@ async fn must_serve() -> Served {
         DispatcherConfig {
             manager_node_id: MANAGER.into(),
             advertise_addr: "127.0.0.1:4242".into(),
+            raft_id: 1,
         },
     ));
     let control = ControlService::new(h.store.clone(), h.committer.clone(), dispatcher);
@@ -503,6 +504,7 @@ async fn remove_service_and_task_and_update_cluster() {
         cluster_id: cluster.id.clone(),
         cluster_version: version,
         spec: Some(spec.into()),
+        rotation: None,
     };
     let updated = s
         .client

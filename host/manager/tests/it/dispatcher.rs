@@ -37,6 +37,7 @@ async fn must_serve() -> Served {
         DispatcherConfig {
             manager_node_id: MANAGER.into(),
             advertise_addr: addr.to_string(),
+            raft_id: 1,
         },
     ));
     let service = DispatcherService::new(dispatcher.clone());

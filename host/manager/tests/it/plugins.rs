@@ -40,6 +40,7 @@ async fn must_serve(nodes: usize) -> Served {
         DispatcherConfig {
             manager_node_id: "node-1".into(),
             advertise_addr: "127.0.0.1:4242".into(),
+            raft_id: 1,
         },
     ));
     let control = ControlService::new(h.store.clone(), h.committer.clone(), dispatcher)
@@ -198,6 +199,7 @@ impl Served {
                 cluster_id: cluster.id,
                 cluster_version: cluster.meta.version,
                 spec: Some(spec),
+                rotation: None,
             })
             .await?;
         Ok(response

@@ -58,6 +58,7 @@ impl Harness {
                         updated_at: now,
                     },
                     spec: ClusterSpec::with_defaults(),
+                    root_ca: Default::default(),
                 })?;
                 Ok(())
             })

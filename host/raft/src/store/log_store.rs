@@ -43,7 +43,8 @@ const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
 /// The name of the redb file inside the state directory.
-pub(crate) const LOG_FILE_NAME: &str = "raft.redb";
+/// The raft log database inside the raft directory.
+pub const LOG_FILE_NAME: &str = "raft.redb";
 
 /// Opens (or creates) the raft database and makes sure its tables exist.
 pub(crate) fn open_database(path: &Path) -> Result<Arc<Database>, redb::Error> {

@@ -1,7 +1,7 @@
 //! Durable storage for openraft: the redb log store, the state machine over the application and
 //! its snapshot files.
 
-mod codec;
+pub(crate) mod codec;
 mod log_store;
 mod snapshot_files;
 mod state_machine;
@@ -9,7 +9,7 @@ mod state_machine;
 #[cfg(test)]
 mod conformance_tests;
 
-pub(crate) use log_store::LOG_FILE_NAME;
+pub use log_store::LOG_FILE_NAME;
 pub(crate) use log_store::LogStore;
 pub(crate) use log_store::open_database;
 pub(crate) use log_store::sync_database;

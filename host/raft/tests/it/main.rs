@@ -2,6 +2,7 @@
 
 mod common;
 mod crash;
+mod multi;
 mod propose;
 mod restart;
 mod snapshot;

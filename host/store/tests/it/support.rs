@@ -81,6 +81,7 @@ pub fn cluster(id: &str, name: &str) -> Cluster {
         id: id.into(),
         meta: Meta::default(),
         spec,
+        root_ca: Default::default(),
     }
 }
 

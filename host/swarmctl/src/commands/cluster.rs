@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use swarm_proto::pb;
 use swarm_types as t;
 
 use super::Context;
@@ -29,6 +30,8 @@ pub async fn run(
             cluster,
             task_history_limit,
             heartbeat_period,
+            grace_multiplier,
+            rotate_join_token,
             scheduler,
         } => {
             let cluster = resolve("cluster", &cluster, &clusters, |_| false)?;
@@ -39,10 +42,17 @@ pub async fn run(
             if let Some(period) = heartbeat_period {
                 spec.dispatcher.heartbeat_period = period;
             }
+            if let Some(multiplier) = grace_multiplier {
+                spec.dispatcher.grace_multiplier = multiplier;
+            }
+            let rotation = (!rotate_join_token.is_empty()).then(|| pb::KeyRotation {
+                worker_join_token: rotate_join_token.iter().any(|r| r == "worker"),
+                manager_join_token: rotate_join_token.iter().any(|r| r == "manager"),
+            });
             if let Some(scheduler) = scheduler {
                 spec.scheduler = scheduler;
             }
-            let updated = manager.update_cluster(cluster, spec).await?;
+            let updated = manager.update_cluster(cluster, spec, rotation).await?;
             writeln!(out, "{}", updated.id)?;
         }
     }
@@ -96,7 +106,26 @@ fn fields(c: &t::Cluster, now: t::Timestamp) -> String {
         ),
         ("Heartbeat tick", s.raft.heartbeat_tick.to_string()),
         ("Election tick", s.raft.election_tick.to_string()),
+        ("Root CA digest", root_ca_digest(c)),
+        ("Join token (worker)", c.root_ca.worker_token.clone()),
+        ("Join token (manager)", c.root_ca.manager_token.clone()),
         ("Created", render::time(c.meta.created_at, now)),
         ("Updated", render::time(c.meta.updated_at, now)),
     ])
+}
+
+/// `sha256:<hex>` of the root CA the join tokens pin.
+fn root_ca_digest(c: &t::Cluster) -> String {
+    c.root_ca
+        .join_tokens()
+        .map(|tokens| {
+            let hex: String = tokens
+                .worker
+                .ca_digest()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("sha256:{hex}")
+        })
+        .unwrap_or_default()
 }

@@ -1,0 +1,329 @@
+//! Several raft nodes in one process, talking real gRPC over loopback sockets: joining as
+//! learner then voter, replication, leader failover and catch-up, snapshots larger than a gRPC
+//! message sent in chunks, refusals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm_proto::pb;
+use swarm_raft::{RaftConfig, RaftError, RaftNode, RaftRole};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{KvApp, TIMEOUT, must_propose};
+
+/// One node: its raft, app, address, state directory and server.
+struct Member {
+    node: RaftNode,
+    app: Arc<KvApp>,
+    addr: String,
+    id: u64,
+    server: CancellationToken,
+}
+
+fn config(id: u64, dir: &std::path::Path) -> RaftConfig {
+    let mut config = RaftConfig::new(id, dir);
+    config.tick = Duration::from_millis(20);
+    config.election_tick = 10;
+    config
+}
+
+/// Starts node `id` in `dir`, serving raft on `addr` (a fresh port when `None`).
+async fn start(
+    id: u64,
+    dir: &std::path::Path,
+    addr: Option<&str>,
+    config_of: impl Fn(RaftConfig) -> RaftConfig,
+) -> Member {
+    let listener = TcpListener::bind(addr.unwrap_or("127.0.0.1:0"))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let app = Arc::new(KvApp::default());
+    let node = RaftNode::start(config_of(config(id, dir)), app.clone())
+        .await
+        .expect("start");
+    let server = CancellationToken::new();
+    let service = node.grpc_service();
+    let shutdown = server.clone();
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
+            .await;
+    });
+    Member {
+        node,
+        app,
+        addr,
+        id,
+        server,
+    }
+}
+
+async fn stop(member: Member) {
+    member.server.cancel();
+    member.node.shutdown().await.expect("shutdown");
+}
+
+async fn wait(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A three-node group: node 1 bootstraps, 2 and 3 join as learners and are promoted.
+async fn three(dirs: &[tempfile::TempDir; 3]) -> Vec<Member> {
+    let first = start(1, dirs[0].path(), None, |c| c).await;
+    first
+        .node
+        .bootstrap_single(first.addr.clone())
+        .await
+        .expect("bootstrap");
+    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    let mut members = vec![first];
+    for id in [2, 3] {
+        let member = start(id, dirs[id as usize - 1].path(), None, |c| c).await;
+        members[0]
+            .node
+            .add_learner(id, member.addr.clone())
+            .await
+            .expect("add learner");
+        members[0].node.promote(id).await.expect("promote");
+        members.push(member);
+    }
+    members
+}
+
+fn dirs() -> [tempfile::TempDir; 3] {
+    [(); 3].map(|()| tempfile::tempdir().expect("tempdir"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_join_as_learners_then_vote_and_replicate() {
+    let dirs = dirs();
+    let members = three(&dirs).await;
+    let status = members[0].node.metrics();
+    assert_eq!(status.members.len(), 3);
+    assert!(status.members.iter().all(|m| m.voter), "{status:?}");
+
+    must_propose(&members[0].node, "set k v").await;
+    for member in &members {
+        wait("replication to every member", || {
+            member.app.state().entries.get("k").map(String::as_str) == Some("v")
+        })
+        .await;
+    }
+    // A follower refuses writes, naming the leader and its address.
+    match members[1].node.propose(b"set x y".to_vec()).await {
+        Err(RaftError::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => {
+            assert_eq!(leader_id, Some(1));
+            assert_eq!(leader_addr.as_deref(), Some(members[0].addr.as_str()));
+        }
+        other => panic!("a follower accepted a write: {other:?}"),
+    }
+    // The leader hears from both followers.
+    wait("peers reachable", || {
+        members[0].node.peer_reachable(2) && members[0].node.peer_reachable(3)
+    })
+    .await;
+    members[0]
+        .node
+        .ensure_linearizable()
+        .await
+        .expect("leader read");
+    assert!(matches!(
+        members[1].node.ensure_linearizable().await,
+        Err(RaftError::NotLeader { .. })
+    ));
+    for member in members {
+        stop(member).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_takes_over_and_the_old_one_catches_up() {
+    let dirs = dirs();
+    let mut members = three(&dirs).await;
+    must_propose(&members[0].node, "set before failover").await;
+    let old = members.remove(0);
+    let old_addr = old.addr.clone();
+    stop(old).await;
+
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    let leader = loop {
+        if let Some(m) = members
+            .iter()
+            .find(|m| m.node.metrics().role == RaftRole::Leader)
+        {
+            break m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new leader");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    leader
+        .node
+        .wait_for_leader(TIMEOUT)
+        .await
+        .expect("caught up");
+    must_propose(&leader.node, "set after failover").await;
+    // The old leader restarts on the same directory and address, and catches up.
+    let back = start(1, dirs[0].path(), Some(&old_addr), |c| c).await;
+    wait("the restarted node to catch up", || {
+        let state = back.app.state();
+        state.entries.get("before").map(String::as_str) == Some("failover")
+            && state.entries.get("after").map(String::as_str) == Some("failover")
+    })
+    .await;
+    assert_ne!(back.node.metrics().role, RaftRole::Leader);
+    stop(back).await;
+    for member in members {
+        stop(member).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_snapshot_reaches_a_new_member_in_chunks() {
+    let dirs = dirs();
+    let small_snapshots = |mut c: RaftConfig| {
+        c.snapshot_interval = 5;
+        c.logs_to_keep = 2;
+        c
+    };
+    let first = start(1, dirs[0].path(), None, small_snapshots).await;
+    first
+        .node
+        .bootstrap_single(first.addr.clone())
+        .await
+        .expect("bootstrap");
+    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    // Six values of 1 MiB: the snapshot is larger than tonic's default 4 MiB message limit.
+    let value = "x".repeat(1 << 20);
+    for i in 0..6 {
+        must_propose(&first.node, &format!("set key{i} {value}")).await;
+    }
+    for i in 0..6 {
+        must_propose(&first.node, &format!("set small{i} v")).await;
+    }
+    first.node.trigger_snapshot().await.expect("snapshot");
+    wait("a snapshot that purged the log", || {
+        first.node.metrics().purged_index.is_some()
+    })
+    .await;
+
+    let joiner = start(2, dirs[1].path(), None, small_snapshots).await;
+    first
+        .node
+        .add_learner(2, joiner.addr.clone())
+        .await
+        .expect("learner catches up");
+    wait("the learner to apply the snapshot", || {
+        joiner.app.state().entries.len() == 12
+    })
+    .await;
+    let state = joiner.app.state();
+    assert_eq!(state.entries.get("key5").map(String::len), Some(1 << 20));
+    // The leader purged the log through the big entries: the learner can only have them from
+    // the snapshot, which is larger than a gRPC message and so went over in chunks.
+    assert!(
+        first.node.metrics().purged_index.is_some_and(|i| i >= 7),
+        "{:?}",
+        first.node.metrics()
+    );
+    stop(joiner).await;
+    stop(first).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_and_removed_members() {
+    let dirs = dirs();
+    let mut members = three(&dirs).await;
+    let leader = members[0].node.clone();
+    step("demote", leader.demote(3)).await;
+    let status = leader.metrics();
+    assert!(
+        status.members.iter().any(|m| m.id == 3 && !m.voter),
+        "{status:?}"
+    );
+    step("remove", leader.remove(3)).await;
+    assert!(leader.metrics().members.iter().all(|m| m.id != 3));
+    // Two voters left: with node 3 gone for good, they still commit.
+    let removed = members.pop().expect("member 3");
+    stop(removed).await;
+    step("propose", leader.propose(b"set after removal".to_vec())).await;
+
+    // Node 2 restarts on another port; the leader records its new address and replicates to
+    // it there.
+    let moved = members.pop().expect("member 2");
+    stop(moved).await;
+    let moved = start(2, dirs[1].path(), None, |c| c).await;
+    step("set addr", leader.set_addr(2, moved.addr.clone())).await;
+    let addr = leader
+        .metrics()
+        .members
+        .iter()
+        .find(|m| m.id == 2)
+        .map(|m| m.addr.clone());
+    assert_eq!(addr.as_deref(), Some(moved.addr.as_str()));
+    step("propose", leader.propose(b"set moved yes".to_vec())).await;
+    wait("replication to the moved member", || {
+        moved.app.state().entries.get("moved").map(String::as_str) == Some("yes")
+    })
+    .await;
+    stop(moved).await;
+    for member in members {
+        stop(member).await;
+    }
+}
+
+/// Awaits a raft operation, failing the test (naming it) on error or after [`TIMEOUT`].
+async fn step<T: std::fmt::Debug>(
+    what: &str,
+    op: impl std::future::Future<Output = Result<T, RaftError>>,
+) -> T {
+    tokio::time::timeout(TIMEOUT, op)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: timed out"))
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+#[tokio::test]
+async fn malformed_messages_are_refused_as_invalid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let member = start(1, dir.path(), None, |c| c).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", member.addr))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("connect");
+    let mut client = pb::raft_client::RaftClient::new(channel);
+    let garbage = pb::RaftMessage {
+        header: b"{not json".to_vec(),
+        entries: vec![vec![0xff; 3]],
+        data: Vec::new(),
+    };
+    for status in [
+        client
+            .append_entries(garbage.clone())
+            .await
+            .expect_err("append"),
+        client.vote(garbage.clone()).await.expect_err("vote"),
+        client
+            .install_snapshot(garbage)
+            .await
+            .expect_err("snapshot"),
+    ] {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    }
+    let _ = member.id;
+    stop(member).await;
+}

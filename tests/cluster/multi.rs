@@ -1,0 +1,160 @@
+//! Clusters of several swarmd processes on loopback: managers joined over mutual TLS with the
+//! manager token, workers with the worker token; followers forward to the leader; `kill -9` of
+//! the leader elects another and loses no acknowledged write; a dead node's tasks move.
+
+use serde_json::Value;
+use swarm_tests::{TestCluster, poll};
+
+fn hostname(node: &Value) -> String {
+    node["description"]["hostname"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Running tasks of `service` as (task id, node id).
+fn running_on(cluster: &TestCluster, service: &str) -> Vec<(String, String)> {
+    let out = cluster
+        .any_manager()
+        .ctl(&["--format", "json", "task", "ls", "--service", service]);
+    if out.code != 0 {
+        return Vec::new();
+    }
+    out.json()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t["status"]["state"] == "running" && t["desired_state"] == "running")
+        .map(|t| {
+            (
+                t["id"].as_str().unwrap_or_default().to_string(),
+                t["node_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_managers_and_a_worker_survive_the_leader_being_killed() {
+    let mut cluster = TestCluster::start(3, 1);
+
+    // Every manager answers, followers by forwarding to the leader; the table and JSON show
+    // which manager leads and that all are reachable.
+    let leader = cluster.leader();
+    for manager in &cluster.managers {
+        let nodes = manager.ctl(&["--format", "json", "node", "ls"]).ok().json();
+        let nodes = nodes.as_array().cloned().unwrap_or_default();
+        assert_eq!(nodes.len(), 4, "{nodes:?}");
+        let managers: Vec<&Value> = nodes.iter().filter(|n| n["role"] == "manager").collect();
+        assert_eq!(managers.len(), 3, "{nodes:?}");
+        let leaders: Vec<String> = managers
+            .iter()
+            .filter(|n| n["manager_status"]["leader"] == true)
+            .map(|n| hostname(n))
+            .collect();
+        assert_eq!(
+            leaders,
+            vec![cluster.managers[leader].hostname().to_string()]
+        );
+        assert!(
+            managers
+                .iter()
+                .all(|n| n["manager_status"]["reachability"] == "reachable"),
+            "{managers:?}"
+        );
+        let worker = nodes
+            .iter()
+            .find(|n| hostname(n) == "worker-1")
+            .expect("the worker is listed");
+        assert_eq!(worker["role"], "worker");
+    }
+    let table = cluster.managers[(leader + 1) % 3]
+        .ctl(&["node", "ls"])
+        .ok()
+        .stdout;
+    assert!(
+        table.contains("leader") && table.contains("reachable"),
+        "{table}"
+    );
+
+    // A write through a follower's socket is forwarded and acknowledged.
+    let follower = (leader + 1) % 3;
+    cluster.managers[follower]
+        .ctl(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            "--process",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .ok();
+    poll("6 web tasks running", || {
+        (running_on(&cluster, "web").len() == 6).then_some(())
+    });
+    let leader_node_id = cluster
+        .node(cluster.managers[leader].hostname())
+        .and_then(|n| n["id"].as_str().map(str::to_string))
+        .expect("leader's node id");
+
+    // Kill the leader: the others elect a new one and take writes.
+    cluster.managers[leader].kill9();
+    let new_leader = cluster.leader();
+    assert_ne!(new_leader, leader);
+    poll("a write acknowledged by the new leader", || {
+        let out = cluster.any_manager().ctl(&[
+            "service",
+            "create",
+            "--name",
+            "after",
+            "--replicas",
+            "1",
+            "--process",
+            "--",
+            "sleep",
+            "1001",
+        ]);
+        (out.code == 0).then_some(())
+    });
+    // The acknowledged write before the failover survived it.
+    let services = cluster
+        .any_manager()
+        .ctl(&["--format", "json", "service", "ls"])
+        .ok()
+        .json();
+    let names: Vec<&str> = services
+        .as_array()
+        .map(|s| {
+            s.iter()
+                .filter_map(|s| s["spec"]["annotations"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        names.contains(&"web") && names.contains(&"after"),
+        "{services}"
+    );
+
+    // The dead leader's node goes DOWN and its tasks run elsewhere.
+    cluster.wait_state(cluster.managers[leader].hostname(), "down");
+    poll("6 web tasks running on live nodes", || {
+        let running = running_on(&cluster, "web");
+        (running.len() == 6 && running.iter().all(|(_, node)| *node != leader_node_id))
+            .then_some(())
+    });
+
+    // The old leader comes back as a follower and is READY again.
+    cluster.managers[leader].respawn();
+    let hostname = cluster.managers[leader].hostname().to_string();
+    cluster.wait_ready(&hostname);
+    let nodes = cluster.managers[leader]
+        .ctl(&["--format", "json", "node", "ls"])
+        .ok()
+        .json();
+    assert_eq!(nodes.as_array().map(Vec::len), Some(4), "{nodes}");
+}
