@@ -6,7 +6,7 @@ use std::time::Duration;
 use openraft::SnapshotPolicy;
 
 use crate::RaftError;
-use crate::network::ChannelMaker;
+use crate::network::{ChannelMaker, MAX_COMMAND_BYTES};
 
 /// How a raft node runs. Build it with [`RaftConfig::new`], adjust fields, then
 /// [`validate`](RaftConfig::validate) (also done by [`RaftNode::start`](crate::RaftNode::start)).
@@ -21,7 +21,10 @@ pub struct RaftConfig {
     /// Ticks between leader heartbeats (SwarmKit: 1).
     pub heartbeat_tick: u64,
     /// Ticks without a leader before a follower starts an election (SwarmKit: 10). The election
-    /// timeout is drawn from `[election_tick * tick, 2 * election_tick * tick)`.
+    /// timeout is drawn from `[election_tick * tick / 2, election_tick * tick)`: openraft's
+    /// followers refuse votes for the upper bound after the last heartbeat (the leader lease),
+    /// so a leader's death is noticed within `election_tick * tick` and a new leader is usually
+    /// elected well within twice that.
     pub election_tick: u64,
     /// Applied entries between two snapshots (SwarmKit: 10 000).
     pub snapshot_interval: u64,
@@ -29,10 +32,23 @@ pub struct RaftConfig {
     pub logs_to_keep: u64,
     /// At most this many concurrent proposals are committed together as one log entry.
     pub max_batch_commands: usize,
-    /// A batch stops growing once its commands reach this many bytes.
+    /// A batch stops growing once its commands reach this many bytes (a larger command is
+    /// committed alone). At most [`MAX_COMMAND_BYTES`]: each log entry must fit in one raft
+    /// message to be replicated.
     pub max_batch_bytes: usize,
     /// How this node reaches its peers (plaintext by default; mutual TLS in swarmd).
     pub channels: ChannelMaker,
+    /// [`add_learner`](crate::RaftNode::add_learner) gives up when the new learner has answered
+    /// nothing for this long (a wrong address, a peer that is down); it stays a learner.
+    pub learner_stall_timeout: Duration,
+    /// The data encryption key of the log and snapshots at rest (ChaCha20-Poly1305). `None`
+    /// stores them plain. Entries and snapshots written without a key stay readable with one.
+    pub cipher: Option<[u8; 32]>,
+    /// SwarmKit's `--force-new-cluster`: before starting, keep every entry of the log (all
+    /// treated as committed, as etcd does), and make this node the only voter of its group at
+    /// this address, in a term above any seen. Other members are dropped; they must join again.
+    /// Fails when there is no raft state to keep.
+    pub force_new_cluster: Option<String>,
 }
 
 impl std::fmt::Debug for RaftConfig {
@@ -47,6 +63,9 @@ impl std::fmt::Debug for RaftConfig {
             .field("logs_to_keep", &self.logs_to_keep)
             .field("max_batch_commands", &self.max_batch_commands)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("learner_stall_timeout", &self.learner_stall_timeout)
+            .field("encrypted", &self.cipher.is_some())
+            .field("force_new_cluster", &self.force_new_cluster)
             .finish_non_exhaustive()
     }
 }
@@ -65,6 +84,9 @@ impl RaftConfig {
             max_batch_commands: 1024,
             max_batch_bytes: 4 << 20,
             channels: crate::network::plain_channels(),
+            learner_stall_timeout: Duration::from_secs(10),
+            cipher: None,
+            force_new_cluster: None,
         }
     }
 
@@ -83,9 +105,9 @@ impl RaftConfig {
         if self.heartbeat_tick == 0 {
             return invalid("heartbeat_tick must be at least 1".into());
         }
-        if self.election_tick <= self.heartbeat_tick {
+        if self.election_tick <= self.heartbeat_tick.saturating_mul(2) {
             return invalid(format!(
-                "election_tick ({}) must be greater than heartbeat_tick ({})",
+                "election_tick ({}) must be more than twice heartbeat_tick ({})",
                 self.election_tick, self.heartbeat_tick
             ));
         }
@@ -95,8 +117,15 @@ impl RaftConfig {
         if self.max_batch_commands == 0 {
             return invalid("max_batch_commands must be at least 1".into());
         }
-        if self.max_batch_bytes == 0 {
-            return invalid("max_batch_bytes must be at least 1".into());
+        if self.max_batch_bytes == 0 || self.max_batch_bytes > MAX_COMMAND_BYTES {
+            return invalid(format!(
+                "max_batch_bytes must be between 1 and {MAX_COMMAND_BYTES} (one raft message), \
+                 got {}",
+                self.max_batch_bytes
+            ));
+        }
+        if self.learner_stall_timeout.is_zero() {
+            return invalid("learner_stall_timeout must be positive".into());
         }
         self.openraft_config()?;
         Ok(self)
@@ -115,16 +144,15 @@ impl RaftConfig {
         let config = openraft::Config {
             cluster_name: "swarm".to_owned(),
             heartbeat_interval: self.ticks_ms(self.heartbeat_tick)?,
-            election_timeout_min: election,
-            election_timeout_max: election
-                .checked_mul(2)
-                .ok_or_else(|| RaftError::Config("election timeout overflows".into()))?,
+            election_timeout_min: election / 2,
+            election_timeout_max: election,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval),
             max_in_snapshot_log_to_keep: self.logs_to_keep,
             // Snapshots travel in chunks well under any gRPC message limit, so a large store
             // never blocks a new manager (SwarmKit's 4 MB complaint).
             snapshot_max_chunk_size: crate::network::SNAPSHOT_CHUNK_BYTES,
-            // Entries per AppendEntries: with batches of up to `max_batch_bytes`, bounded.
+            // Entries per AppendEntries; the network also stops a request at
+            // `APPEND_ENTRIES_BUDGET_BYTES` (openraft retries with fewer entries).
             max_payload_entries: 64,
             ..Default::default()
         };
@@ -152,8 +180,8 @@ mod tests {
             .openraft_config()
             .expect("valid");
         assert_eq!(openraft.heartbeat_interval, 100);
-        assert_eq!(openraft.election_timeout_min, 1000);
-        assert_eq!(openraft.election_timeout_max, 2000);
+        assert_eq!(openraft.election_timeout_min, 500);
+        assert_eq!(openraft.election_timeout_max, 1000);
         assert_eq!(openraft.snapshot_policy, SnapshotPolicy::LogsSinceLast(77));
         assert_eq!(openraft.max_in_snapshot_log_to_keep, 5);
     }
@@ -217,6 +245,20 @@ mod tests {
                     ..base.clone()
                 },
                 "max_batch_bytes",
+            ),
+            (
+                RaftConfig {
+                    max_batch_bytes: MAX_COMMAND_BYTES + 1,
+                    ..base.clone()
+                },
+                "max_batch_bytes",
+            ),
+            (
+                RaftConfig {
+                    learner_stall_timeout: Duration::ZERO,
+                    ..base.clone()
+                },
+                "learner_stall_timeout",
             ),
         ];
         for (config, field) in cases {

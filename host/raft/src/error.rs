@@ -30,6 +30,9 @@ pub enum RaftError {
     /// The operation cannot be done now (e.g. leadership is being confirmed); retry.
     #[error("raft unavailable: {0}")]
     Unavailable(String),
+    /// A proposed command is larger than a raft message can carry to the other members.
+    #[error("command of {bytes} bytes exceeds the raft limit of {max} bytes")]
+    TooLarge { bytes: usize, max: usize },
     /// Any other failure inside openraft.
     #[error("raft: {0}")]
     Internal(String),

@@ -8,7 +8,14 @@
 //! Layout (openraft's example layout): `store/` holds the log store, the state machine and the
 //! snapshot files; `network/` the raft network over tonic (`swarm.v1.Raft`): the client openraft
 //! reaches peers with, through a [`ChannelMaker`] the caller chooses (plaintext or mutual TLS),
-//! and the service the caller serves. Snapshots travel in chunks of 1 MiB.
+//! and the service the caller serves ([`RaftNode::grpc_service`]; this crate binds no socket).
+//! Snapshots travel in chunks of 1 MiB; an AppendEntries carries at most
+//! [`APPEND_ENTRIES_BUDGET_BYTES`] of entries (or one larger entry); a command is at most
+//! [`MAX_COMMAND_BYTES`] so that every entry fits in a message.
+//!
+//! Membership: a node starts uninitialised unless bootstrapped; the leader adds it
+//! ([`RaftNode::add_learner`], which waits until it caught up), then promotes, demotes, removes
+//! it or records a new address. Leader reads go through [`RaftNode::ensure_linearizable`].
 //!
 //! Invariants:
 //! - Log entries and the vote are fsync'd (redb `Durability::Immediate`) before openraft learns
@@ -17,6 +24,9 @@
 //!   after it: the application sees exactly the committed commands, in log order, once each.
 //! - Concurrent proposals may share one log entry (and index); the application applies them in
 //!   order, one by one.
+//! - Nothing a peer sends panics the node or makes it allocate beyond the message: requests are
+//!   decoded and checked (entries in sequence, snapshot chunks not skipping ahead) before
+//!   openraft sees them, and answers contradicting their request are network errors.
 
 mod config;
 mod error;
@@ -29,7 +39,10 @@ pub mod bench;
 
 pub use config::RaftConfig;
 pub use error::RaftError;
-pub use network::{ChannelMaker, MAX_RAFT_MESSAGE_BYTES, RaftService, plain_channels};
+pub use network::{
+    APPEND_ENTRIES_BUDGET_BYTES, ChannelMaker, MAX_COMMAND_BYTES, MAX_RAFT_MESSAGE_BYTES,
+    RaftService, plain_channels,
+};
 pub use node::RaftMember;
 pub use node::RaftNode;
 pub use node::RaftRole;

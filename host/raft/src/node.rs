@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use openraft::BasicNode;
 use openraft::ChangeMembers;
+use openraft::CommittedLeaderId;
 use openraft::ServerState;
 use openraft::error::ClientWriteError;
 use openraft::error::InitializeError;
@@ -23,12 +24,17 @@ use tokio_util::sync::CancellationToken;
 use crate::RaftConfig;
 use crate::RaftError;
 use crate::StateMachineApp;
-use crate::network::{NetworkFactory, PeerContacts, RaftService};
+use crate::network::{
+    MAX_COMMAND_BYTES, NetworkFactory, PeerContacts, RaftService, SnapshotReception,
+};
 use crate::store;
 use crate::store::LogStore;
 use crate::store::StateMachineStore;
+use crate::store::cipher::Sealer;
 use crate::types::CommandBatch;
+use crate::types::LogId;
 use crate::types::Raft;
+use crate::types::Vote;
 
 /// Batches handed to openraft before the previous one is applied.
 ///
@@ -59,6 +65,10 @@ struct Inner {
     contacts: PeerContacts,
     /// A peer that answered within this window counts as reachable.
     reachable_window: Duration,
+    /// `add_learner` gives up on a learner silent for this long.
+    learner_stall: Duration,
+    /// The snapshot being received through `grpc_service` (shared by its clones).
+    reception: SnapshotReception,
     proposals: mpsc::Sender<Proposal>,
     cancel: CancellationToken,
     batcher: Mutex<Option<JoinHandle<()>>>,
@@ -88,6 +98,9 @@ pub struct RaftStatus {
     pub purged_index: Option<u64>,
     /// The members of the effective membership, by id.
     pub members: Vec<RaftMember>,
+    /// On the leader, each member it replicates to (itself included) with the index of the
+    /// last entry known to match its log (`None`: nothing matched yet). Empty elsewhere.
+    pub replication: BTreeMap<u64, Option<u64>>,
 }
 
 /// The role of a node in its raft group.
@@ -118,6 +131,10 @@ impl RaftNode {
     /// Opens (or creates) durable storage under `state_dir`, restores the latest snapshot and
     /// starts openraft. The application must be empty: it is restored from the snapshot, then
     /// the committed log entries after the snapshot are applied to it again.
+    ///
+    /// A new node is uninitialised until [`bootstrap_single`](Self::bootstrap_single) makes it
+    /// a one-member cluster, or a leader adds it ([`add_learner`](Self::add_learner)) and starts
+    /// replicating to it through [`grpc_service`](Self::grpc_service).
     pub async fn start(
         config: RaftConfig,
         app: Arc<dyn StateMachineApp>,
@@ -125,7 +142,10 @@ impl RaftNode {
         let config = config.validate()?;
         let openraft_config = Arc::new(config.openraft_config()?);
         let state_dir = config.state_dir.clone();
-        let (database, state_machine) = tokio::task::spawn_blocking(move || {
+        let node_id = config.node_id;
+        let sealer = config.cipher.as_ref().map(Sealer::new);
+        let force_new_cluster = config.force_new_cluster.clone();
+        let (database, log_store, state_machine) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&state_dir).map_err(|e| {
                 RaftError::Storage(format!("creating state dir {}: {e}", state_dir.display()))
             })?;
@@ -138,10 +158,15 @@ impl RaftNode {
                 )),
                 other => RaftError::Storage(format!("opening {}: {other}", path.display())),
             })?;
-            let state_machine =
-                StateMachineStore::open(state_dir.join(store::SNAPSHOT_DIR_NAME), app)
+            let log_store = LogStore::new(database.clone(), sealer.clone());
+            log_store.check_readable().map_err(RaftError::Storage)?;
+            let mut state_machine =
+                StateMachineStore::open(state_dir.join(store::SNAPSHOT_DIR_NAME), app, sealer)
                     .map_err(|e| RaftError::Storage(e.to_string()))?;
-            Ok::<_, RaftError>((database, state_machine))
+            if let Some(addr) = force_new_cluster {
+                force_new_cluster_state(node_id, addr, &log_store, &mut state_machine)?;
+            }
+            Ok::<_, RaftError>((database, log_store, state_machine))
         })
         .await
         .map_err(|e| RaftError::Internal(format!("opening raft storage: {e}")))??;
@@ -149,15 +174,13 @@ impl RaftNode {
         let contacts = PeerContacts::default();
         let reachable_window =
             Duration::from_millis(openraft_config.election_timeout_max.saturating_mul(2));
-        let network = NetworkFactory {
-            channels: config.channels.clone(),
-            contacts: contacts.clone(),
-        };
+        let network =
+            NetworkFactory::new(config.node_id, config.channels.clone(), contacts.clone());
         let raft = Raft::new(
             config.node_id,
             openraft_config,
             network,
-            LogStore::new(database.clone()),
+            log_store,
             state_machine,
         )
         .await?;
@@ -176,6 +199,8 @@ impl RaftNode {
                 raft,
                 contacts,
                 reachable_window,
+                learner_stall: config.learner_stall_timeout,
+                reception: SnapshotReception::default(),
                 proposals,
                 cancel,
                 batcher: Mutex::new(Some(batcher)),
@@ -212,12 +237,18 @@ impl RaftNode {
         Ok(self.inner.raft.is_initialized().await?)
     }
 
-    /// The gRPC service peers reach this node through; the caller serves it (and decides who
-    /// may call it).
+    /// The gRPC service (`swarm.v1.Raft`) peers reach this node through. The caller serves it
+    /// on its own server (this crate binds no socket) and decides who may call it (e.g. an
+    /// interceptor admitting manager certificates only). Messages up to
+    /// [`MAX_RAFT_MESSAGE_BYTES`](crate::MAX_RAFT_MESSAGE_BYTES) are accepted; undecodable ones
+    /// fail with `InvalidArgument`.
     pub fn grpc_service(&self) -> swarm_proto::pb::raft_server::RaftServer<RaftService> {
-        swarm_proto::pb::raft_server::RaftServer::new(RaftService::new(self.inner.raft.clone()))
-            .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+        swarm_proto::pb::raft_server::RaftServer::new(RaftService::new(
+            self.inner.raft.clone(),
+            self.inner.reception.clone(),
+        ))
+        .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+        .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
     }
 
     /// Whether `peer` answered this node's raft RPCs recently (only a leader talks to every
@@ -230,15 +261,79 @@ impl RaftNode {
                 .seen_within(peer, self.inner.reachable_window)
     }
 
-    /// Adds `id` at `addr` as a learner (a non-voting member) and waits until it has caught up
-    /// with the log, receiving a snapshot if needed. Only on the leader.
+    /// Adds `id` at `addr` as a learner (a non-voting member) and waits until it has caught up:
+    /// its log holds the membership entry that added it (it may receive a snapshot for that). Adding a member again records its address and waits again. Only on the leader.
+    ///
+    /// Fails with [`RaftError::NotLeader`] when this node is not (or stops being) the leader,
+    /// [`RaftError::Membership`] when the learner is removed meanwhile, and
+    /// [`RaftError::Timeout`] when the learner answers nothing for the configured
+    /// `learner_stall_timeout`; it then stays a learner (remove it, or add it again).
     pub async fn add_learner(&self, id: u64, addr: String) -> Result<(), RaftError> {
-        self.inner
+        let response = self
+            .inner
             .raft
-            .add_learner(id, BasicNode::new(addr), true)
+            .add_learner(id, BasicNode::new(addr), false)
             .await
-            .map(|_| ())
-            .map_err(write_error)
+            .map_err(write_error)?;
+        if id == self.inner.id {
+            return Ok(());
+        }
+        let membership_log_id = Some(response.log_id);
+        let stall = self.inner.learner_stall;
+        let started = tokio::time::Instant::now();
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            {
+                let current = metrics.borrow_and_update();
+                if current.membership_config.log_id() >= &membership_log_id {
+                    if current
+                        .membership_config
+                        .membership()
+                        .get_node(&id)
+                        .is_none()
+                    {
+                        return Err(RaftError::Membership(format!(
+                            "learner {id} was removed before it caught up"
+                        )));
+                    }
+                    let Some(replication) = &current.replication else {
+                        return Err(self.not_leader(&current));
+                    };
+                    // Caught up: its log holds the entry that added it, so everything before.
+                    let matched = replication.get(&id).copied().flatten();
+                    if matched.map(|log_id| log_id.index) >= membership_log_id.map(|l| l.index) {
+                        return Ok(());
+                    }
+                }
+            }
+            if started.elapsed() >= stall && !self.inner.contacts.seen_within(id, stall) {
+                return Err(RaftError::Timeout {
+                    what: "the new learner to answer",
+                    after: stall,
+                });
+            }
+            // Metrics change with every replication step; the wake-up catches a silent learner.
+            let wake = (stall / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+            if let Ok(Err(_)) = tokio::time::timeout(wake, metrics.changed()).await {
+                return Err(RaftError::ShutDown);
+            }
+        }
+    }
+
+    fn not_leader(&self, current: &openraft::RaftMetrics<u64, BasicNode>) -> RaftError {
+        let leader_id = current
+            .current_leader
+            .filter(|leader| *leader != self.inner.id);
+        RaftError::NotLeader {
+            leader_id,
+            leader_addr: leader_id.and_then(|leader| {
+                current
+                    .membership_config
+                    .membership()
+                    .get_node(&leader)
+                    .map(|node| node.addr.clone())
+            }),
+        }
     }
 
     /// Makes the learner `id` a voter. Only on the leader.
@@ -324,7 +419,16 @@ impl RaftNode {
     ///
     /// On [`RaftError::NotLeader`] the command was not committed. On [`RaftError::ShutDown`] or
     /// a storage error it may or may not have been: as with any raft, the outcome is unknown.
+    ///
+    /// A command larger than [`MAX_COMMAND_BYTES`](crate::MAX_COMMAND_BYTES) is refused with
+    /// [`RaftError::TooLarge`]: it could not be replicated.
     pub async fn propose(&self, command: Vec<u8>) -> Result<(u64, Vec<u8>), RaftError> {
+        if command.len() > MAX_COMMAND_BYTES {
+            return Err(RaftError::TooLarge {
+                bytes: command.len(),
+                max: MAX_COMMAND_BYTES,
+            });
+        }
         let (reply, response) = oneshot::channel();
         self.inner
             .proposals
@@ -405,6 +509,12 @@ impl RaftNode {
                     voter: voters.contains(id),
                 })
                 .collect(),
+            replication: current
+                .replication
+                .iter()
+                .flatten()
+                .map(|(id, matched)| (*id, matched.map(|log_id| log_id.index)))
+                .collect(),
         }
     }
 
@@ -471,6 +581,61 @@ impl Drop for Inner {
             }
         });
     }
+}
+
+/// Rewrites the durable state for `--force-new-cluster` (blocking, before openraft starts):
+/// applies every entry of the log, then stores the result as a snapshot whose membership is
+/// this node alone at `addr`, at the last index but in a term above any this node has seen, and
+/// empties the log behind it with a vote in that term. openraft then starts from the snapshot,
+/// and this node, the only voter, elects itself.
+fn force_new_cluster_state(
+    node_id: u64,
+    addr: String,
+    log: &LogStore,
+    state_machine: &mut StateMachineStore,
+) -> Result<(), RaftError> {
+    let applied = state_machine.applied().0;
+    let (vote, entries) = log
+        .read_for_recovery(applied.map(|log_id| log_id.index))
+        .map_err(RaftError::Storage)?;
+    state_machine.apply_now(entries);
+    let (applied, membership) = state_machine.applied();
+    let Some(last) = applied else {
+        return Err(RaftError::Config(
+            "force_new_cluster: there is no raft state to keep".into(),
+        ));
+    };
+    let dropped: Vec<u64> = membership
+        .membership()
+        .nodes()
+        .map(|(id, _)| *id)
+        .filter(|id| *id != node_id)
+        .collect();
+    let term = vote
+        .map(|vote| vote.leader_id().term)
+        .unwrap_or_default()
+        .max(last.leader_id.term)
+        .saturating_add(1);
+    let log_id = LogId::new(CommittedLeaderId::new(term, node_id), last.index);
+    let membership = openraft::Membership::new(
+        vec![BTreeSet::from([node_id])],
+        BTreeMap::from([(node_id, BasicNode::new(addr.clone()))]),
+    );
+    let meta = state_machine
+        .snapshot_as(log_id, membership)
+        .map_err(|e| RaftError::Storage(e.to_string()))?;
+    log.reset_after_snapshot(log_id, Vote::new(term, node_id))
+        .map_err(RaftError::Storage)?;
+    tracing::warn!(
+        node_id,
+        %addr,
+        term,
+        index = last.index,
+        ?dropped,
+        snapshot = %meta,
+        "forced a new cluster: this node is the only raft member; the others must join again"
+    );
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -1,22 +1,50 @@
 //! The raft network over tonic: the client openraft uses to reach peers, and the gRPC service
 //! (`swarm.v1.Raft`) that hands peers' requests to the local openraft.
 //!
-//! Messages carry openraft's small fields as JSON and log entries in the log's own binary
-//! encoding (`store::codec`), so command bytes are never spelled out as JSON arrays. How peers
-//! are reached (plaintext or mutual TLS) is decided by the [`ChannelMaker`] the caller gives.
+//! Messages carry openraft's small fields as JSON (`header`) and log entries in the log's own
+//! binary encoding (`entries`, `store::codec`), so command bytes are never spelled out as JSON
+//! arrays; snapshot chunks travel as raw bytes (`data`). Answers are openraft's
+//! `Result<response, error>` as JSON; a remote error comes back as `RPCError::RemoteError`.
+//!
+//! Client: how peers are reached (plaintext or mutual TLS) is decided by the [`ChannelMaker`]
+//! the caller gives; one channel is kept per peer address. Transport failures are
+//! `Unreachable` (openraft backs off), an answer later than `RPCOption::hard_ttl` is `Timeout`.
+//! An AppendEntries larger than [`APPEND_ENTRIES_BUDGET_BYTES`] is not sent: openraft is told
+//! `PayloadTooLarge` with how many entries fit, and retries with fewer (a single entry is
+//! always sent). Answers that contradict the request (which would trip openraft's assertions)
+//! are network errors.
+//!
+//! Service: undecodable or inconsistent requests (entries not following `prev_log_id`,
+//! snapshot chunks that skip ahead of the bytes received) are `InvalidArgument` naming what is
+//! wrong; nothing a peer sends can panic the node or make it allocate beyond the message.
+//!
+//! Sizes: snapshots go in chunks of [`SNAPSHOT_CHUNK_BYTES`]; a message may be up to
+//! [`MAX_RAFT_MESSAGE_BYTES`] (one entry may hold a large command, e.g. a plugin component or a
+//! scheduler batch), and a proposal larger than [`MAX_COMMAND_BYTES`] is refused so that every
+//! entry can be replicated.
+//!
+//! Slow entries: openraft 0.9 gives every AppendEntries `heartbeat_interval` to complete
+//! (transfer plus the follower's fsync). One carrying entries that misses it is not cancelled:
+//! it continues in its own task (up to 2 minutes), and openraft's retries of the same entries
+//! wait for it instead of sending them again (`PendingAppend`). So a large entry over a slow
+//! link still gets through, at the cost of `Timeout`s in the log meanwhile.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
+use openraft::LogIdOptionExt;
+use openraft::RPCTypes;
 use openraft::RaftNetwork;
 use openraft::RaftNetworkFactory;
 use openraft::error::InstallSnapshotError;
 use openraft::error::NetworkError;
+use openraft::error::PayloadTooLarge;
 use openraft::error::RPCError;
 use openraft::error::RaftError;
 use openraft::error::RemoteError;
+use openraft::error::Timeout;
 use openraft::error::Unreachable;
 use openraft::network::RPCOption;
 use openraft::raft::AppendEntriesRequest;
@@ -33,19 +61,32 @@ use swarm_proto::pb;
 use tonic::transport::Channel;
 
 use crate::store::codec;
-use crate::types::{LogId, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
+use crate::types::{Entry, LogId, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
 
-/// Makes a channel to a peer's address (`host:port`). Channels should connect lazily.
+/// Makes a channel to a peer's address (`host:port`). Channels should connect lazily: the
+/// network keeps one per address and reuses it across reconnections.
 pub type ChannelMaker = Arc<dyn Fn(&str) -> Result<Channel, String> + Send + Sync + 'static>;
 
-/// Largest chunk of a snapshot sent in one message.
+/// Largest chunk of a snapshot sent in one message (openraft's `snapshot_max_chunk_size`).
 pub(crate) const SNAPSHOT_CHUNK_BYTES: u64 = 1 << 20;
-/// Largest raft message a node decodes (entries may hold a 16 MiB plugin component each).
+/// Largest raft message a node encodes or decodes (client and [`RaftNode::grpc_service`]).
+///
+/// [`RaftNode::grpc_service`]: crate::RaftNode::grpc_service
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 256 << 20;
+/// Largest command [`RaftNode::propose`](crate::RaftNode::propose) accepts: its log entry, with
+/// the message's framing, must fit in one raft message or it could never be replicated.
+pub const MAX_COMMAND_BYTES: usize = MAX_RAFT_MESSAGE_BYTES - (1 << 20);
+/// An AppendEntries stops growing at this many bytes of entries (one entry is always sent, up
+/// to [`MAX_RAFT_MESSAGE_BYTES`]): a lagging follower receives many small requests rather than
+/// one that cannot cross the network within openraft's deadline.
+pub const APPEND_ENTRIES_BUDGET_BYTES: usize = 8 << 20;
 /// Connect timeout of [`plain_channels`].
 const PLAIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Channels kept per factory before the cache is emptied (addresses of departed members).
+const MAX_CACHED_CHANNELS: usize = 64;
 
-/// Plaintext HTTP/2 channels (tests and benchmarks; swarmd uses mutual TLS).
+/// Plaintext HTTP/2 channels (`http://addr`, lazy, 1 s connect timeout): tests and benchmarks;
+/// swarmd uses mutual TLS.
 pub fn plain_channels() -> ChannelMaker {
     Arc::new(|addr: &str| {
         tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -82,8 +123,38 @@ impl PeerContacts {
 /// Creates a client per peer; openraft calls it when it replicates to or asks a vote of a peer.
 #[derive(Clone)]
 pub(crate) struct NetworkFactory {
-    pub(crate) channels: ChannelMaker,
-    pub(crate) contacts: PeerContacts,
+    /// This node's id (named in timeouts).
+    local: NodeId,
+    channels: ChannelMaker,
+    contacts: PeerContacts,
+    /// One channel per peer address: openraft asks for a new client every election and every
+    /// replication stream, and each channel is a connection (and a TLS handshake).
+    cache: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl NetworkFactory {
+    pub(crate) fn new(local: NodeId, channels: ChannelMaker, contacts: PeerContacts) -> Self {
+        Self {
+            local,
+            channels,
+            contacts,
+            cache: Arc::default(),
+        }
+    }
+
+    /// The cached channel to `addr`, made on first use (a failure is not cached).
+    fn channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut cache = self.cache.lock();
+        if let Some(channel) = cache.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = (self.channels)(addr)?;
+        if cache.len() >= MAX_CACHED_CHANNELS {
+            cache.clear();
+        }
+        cache.insert(addr.to_owned(), channel.clone());
+        Ok(channel)
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -91,10 +162,14 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Self::Network {
         PeerClient {
-            target,
-            addr: node.addr.clone(),
-            channel: (self.channels)(&node.addr),
-            contacts: self.contacts.clone(),
+            peer: Peer {
+                local: self.local,
+                target,
+                addr: node.addr.clone(),
+                contacts: self.contacts.clone(),
+            },
+            channel: self.channel(&node.addr),
+            pending: None,
         }
     }
 }
@@ -108,12 +183,46 @@ struct PeerError {
     message: String,
 }
 
-/// A client to one peer.
-pub(crate) struct PeerClient {
+/// Who a client talks to, for errors and reachability (cheap to clone into a task).
+#[derive(Clone)]
+struct Peer {
+    local: NodeId,
     target: NodeId,
     addr: String,
-    channel: Result<Channel, String>,
     contacts: PeerContacts,
+}
+
+/// A client to one peer (one per replication stream or election).
+pub(crate) struct PeerClient {
+    peer: Peer,
+    channel: Result<Channel, String>,
+    /// An AppendEntries that outlived openraft's deadline and is still being sent (see
+    /// [`PendingAppend`]).
+    pending: Option<PendingAppend>,
+}
+
+type AppendResult =
+    Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>>;
+
+/// An AppendEntries carrying entries that did not complete within openraft's deadline (its
+/// `heartbeat_interval`, which a large entry over a slow link cannot meet). It keeps going in
+/// its own task instead of being cancelled; openraft retries with the same `prev_log_id`, and a
+/// retry that covers these entries waits for this request rather than sending them again, then
+/// answers with how far it matched. Without this an entry that takes longer than a heartbeat
+/// interval to send and store would be retried, from scratch, forever.
+struct PendingAppend {
+    vote: Vote,
+    prev: Option<LogId>,
+    last: Option<LogId>,
+    task: tokio::task::JoinHandle<AppendResult>,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.task.abort();
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -139,8 +248,16 @@ fn from_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String>
     serde_json::from_slice(bytes).map_err(|e| format!("{what}: {e}"))
 }
 
-impl PeerClient {
-    fn peer_error(&self, message: String) -> PeerError {
+/// Bytes an encoded entry adds to a message (protobuf tag and length included).
+fn framed_len(entry: &[u8]) -> usize {
+    entry.len() + 16
+}
+
+/// Longest an AppendEntries continues after openraft's deadline (see [`PendingAppend`]).
+const PENDING_APPEND_LIMIT: Duration = Duration::from_secs(120);
+
+impl Peer {
+    fn error(&self, message: String) -> PeerError {
         PeerError {
             target: self.target,
             addr: self.addr.clone(),
@@ -148,44 +265,48 @@ impl PeerClient {
         }
     }
 
-    /// Sends one message and decodes the peer's `Result<R, E>`.
-    async fn call<R, E>(
-        &mut self,
-        rpc: &'static str,
+    fn network_error<E: std::error::Error>(
+        &self,
+        message: String,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&self.error(message)))
+    }
+
+    fn timeout<E: std::error::Error>(
+        &self,
+        action: RPCTypes,
+        after: Duration,
+    ) -> RPCError<NodeId, BasicNode, E> {
+        RPCError::Timeout(Timeout {
+            action,
+            id: self.local,
+            target: self.target,
+            timeout: after,
+        })
+    }
+
+    /// Sends one message and decodes the peer's `Result<R, E>` (no deadline of its own).
+    async fn send<R, E>(
+        &self,
+        channel: Channel,
+        rpc: RPCTypes,
         message: pb::RaftMessage,
-        option: &RPCOption,
     ) -> Result<R, RPCError<NodeId, BasicNode, E>>
     where
         R: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let channel = match &self.channel {
-            Ok(channel) => channel.clone(),
-            Err(e) => {
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &self.peer_error(e.clone()),
-                )));
-            }
-        };
         let mut client = pb::raft_client::RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        let ttl = option.hard_ttl();
-        let call = async {
-            match rpc {
-                "vote" => client.vote(message).await,
-                "install_snapshot" => client.install_snapshot(message).await,
-                _ => client.append_entries(message).await,
-            }
+        let response = match rpc {
+            RPCTypes::Vote => client.vote(message).await,
+            RPCTypes::InstallSnapshot => client.install_snapshot(message).await,
+            RPCTypes::AppendEntries => client.append_entries(message).await,
         };
-        let response = match tokio::time::timeout(ttl, call).await {
-            Err(_) => {
-                return Err(RPCError::Unreachable(Unreachable::new(
-                    &self.peer_error(format!("{rpc} timed out after {ttl:?}")),
-                )));
-            }
-            Ok(Err(status)) => {
-                let error = self.peer_error(format!("{rpc}: {}", status.message()));
+        let response = match response {
+            Err(status) => {
+                let error = self.error(format!("{rpc}: {}", status.message()));
                 return Err(match status.code() {
                     // Refused by the peer's checks (a bad certificate, an undecodable message):
                     // not a transient failure, but openraft only distinguishes these two.
@@ -195,27 +316,121 @@ impl PeerClient {
                     _ => RPCError::Unreachable(Unreachable::new(&error)),
                 });
             }
-            Ok(Ok(response)) => response.into_inner(),
+            Ok(response) => response.into_inner(),
         };
         self.contacts.record(self.target);
-        let result: Result<R, E> = from_json(&response.header, rpc).map_err(|e| {
-            RPCError::Network(NetworkError::new(
-                &self.peer_error(format!("undecodable answer: {e}")),
-            ))
-        })?;
+        let result: Result<R, E> = from_json(&response.header, &rpc.to_string())
+            .map_err(|e| self.network_error(format!("undecodable answer: {e}")))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }
 
-fn encode_error<E>(target: NodeId, addr: &str, message: String) -> RPCError<NodeId, BasicNode, E>
-where
-    E: std::error::Error,
-{
-    RPCError::Network(NetworkError::new(&PeerError {
-        target,
-        addr: addr.to_string(),
-        message,
-    }))
+impl PeerClient {
+    /// The channel to the peer; when it could not be made, why, as openraft's `Unreachable`.
+    fn channel(&self) -> Result<Channel, Unreachable> {
+        self.channel
+            .clone()
+            .map_err(|e| Unreachable::new(&self.peer.error(e)))
+    }
+
+    /// Sends one message within `option`'s hard deadline.
+    async fn call<R, E>(
+        &mut self,
+        rpc: RPCTypes,
+        message: pb::RaftMessage,
+        option: &RPCOption,
+    ) -> Result<R, RPCError<NodeId, BasicNode, E>>
+    where
+        R: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let channel = self.channel()?;
+        let ttl = option.hard_ttl();
+        match tokio::time::timeout(ttl, self.peer.send(channel, rpc, message)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.peer.timeout(rpc, ttl)),
+        }
+    }
+
+    /// Waits (within `ttl`) for the pending AppendEntries when `request` covers its entries:
+    /// `None` when there is none to wait for.
+    async fn await_pending(
+        &mut self,
+        request: (&Vote, Option<LogId>, Option<LogId>),
+        ttl: Duration,
+    ) -> Option<AppendResult> {
+        let (vote, prev, last) = request;
+        let superseded = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.vote != *vote || p.prev != prev);
+        if superseded && let Some(pending) = self.pending.take() {
+            pending.task.abort();
+        }
+        let pending = self.pending.as_mut().filter(|p| last >= p.last)?;
+        let joined = match tokio::time::timeout(ttl, &mut pending.task).await {
+            Err(_) => return Some(Err(self.peer.timeout(RPCTypes::AppendEntries, ttl))),
+            Ok(joined) => joined,
+        };
+        let pending_last = pending.last;
+        self.pending = None;
+        let answer = match joined {
+            Err(e) => Err(self.peer.network_error(format!("append_entries task: {e}"))),
+            // The entries sent before all match: say how far, for the entries of this request.
+            Ok(Ok(AppendEntriesResponse::Success)) if pending_last < last => {
+                Ok(AppendEntriesResponse::PartialSuccess(pending_last))
+            }
+            Ok(result) => result,
+        };
+        Some(answer)
+    }
+}
+
+/// How many of `entries` (encoded) fit in [`APPEND_ENTRIES_BUDGET_BYTES`]; at least one.
+fn entries_within_budget(entries: &[Vec<u8>]) -> usize {
+    let mut bytes = 0;
+    let mut count = 0;
+    for entry in entries {
+        bytes += framed_len(entry);
+        if count > 0 && bytes > APPEND_ENTRIES_BUDGET_BYTES {
+            break;
+        }
+        count += 1;
+    }
+    count.max(1)
+}
+
+/// Why an AppendEntries answer contradicts its request (openraft asserts on these).
+fn check_append_answer(
+    request: (&Vote, Option<LogId>, Option<LogId>),
+    answer: &AppendEntriesResponse<NodeId>,
+) -> Result<(), String> {
+    let (vote, prev, last) = request;
+    match answer {
+        AppendEntriesResponse::Success => Ok(()),
+        AppendEntriesResponse::Conflict if prev.is_none() => {
+            Err("answered Conflict to entries starting the log".into())
+        }
+        AppendEntriesResponse::Conflict => Ok(()),
+        AppendEntriesResponse::PartialSuccess(matching) => {
+            if *matching > last || *matching < prev || matching.index() > last.index() {
+                Err(format!(
+                    "answered a match at {matching:?} outside the entries sent ({prev:?}, {last:?}]"
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        AppendEntriesResponse::HigherVote(higher) => {
+            if higher > vote {
+                Ok(())
+            } else {
+                Err(format!(
+                    "answered HigherVote {higher} that is not above {vote}"
+                ))
+            }
+        }
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -224,24 +439,84 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let header = json(&AppendHeader {
-            vote: rpc.vote,
-            prev_log_id: rpc.prev_log_id,
-            leader_commit: rpc.leader_commit,
-        })
-        .map_err(|e| encode_error(self.target, &self.addr, e))?;
+        let ttl = option.hard_ttl();
+        let last = rpc
+            .entries
+            .last()
+            .map(|entry| entry.log_id)
+            .or(rpc.prev_log_id);
+        if let Some(answer) = self
+            .await_pending((&rpc.vote, rpc.prev_log_id, last), ttl)
+            .await
+        {
+            return answer;
+        }
         let entries = rpc
             .entries
             .iter()
             .map(codec::encode_entry)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| encode_error(self.target, &self.addr, e.to_string()))?;
+            .map_err(|e| self.peer.network_error(format!("encoding entries: {e}")))?;
+        let fit = entries_within_budget(&entries);
+        if fit < entries.len() {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fit as u64),
+            ));
+        }
+        let header = json(&AppendHeader {
+            vote: rpc.vote,
+            prev_log_id: rpc.prev_log_id,
+            leader_commit: rpc.leader_commit,
+        })
+        .map_err(|e| self.peer.network_error(e))?;
         let message = pb::RaftMessage {
             header,
             entries,
             data: Vec::new(),
         };
-        self.call("append_entries", message, &option).await
+        let request = (rpc.vote, rpc.prev_log_id, last);
+        if rpc.entries.is_empty() {
+            // A heartbeat: nothing worth continuing past the deadline.
+            let answer: AppendEntriesResponse<NodeId> =
+                self.call(RPCTypes::AppendEntries, message, &option).await?;
+            check_append_answer((&request.0, request.1, request.2), &answer)
+                .map_err(|e| self.peer.network_error(e))?;
+            return Ok(answer);
+        }
+        let channel = self.channel()?;
+        let peer = self.peer.clone();
+        let mut task = tokio::spawn(async move {
+            let sent = peer.send(channel, RPCTypes::AppendEntries, message);
+            let answer: AppendEntriesResponse<NodeId> =
+                match tokio::time::timeout(PENDING_APPEND_LIMIT, sent).await {
+                    Ok(answer) => answer?,
+                    Err(_) => {
+                        return Err(peer.timeout(RPCTypes::AppendEntries, PENDING_APPEND_LIMIT));
+                    }
+                };
+            check_append_answer((&request.0, request.1, request.2), &answer)
+                .map_err(|e| peer.network_error(e))?;
+            Ok(answer)
+        });
+        match tokio::time::timeout(ttl, &mut task).await {
+            Ok(joined) => {
+                joined.map_err(|e| self.peer.network_error(format!("append_entries task: {e}")))?
+            }
+            Err(_) => {
+                if self.pending.is_none() {
+                    self.pending = Some(PendingAppend {
+                        vote: rpc.vote,
+                        prev: rpc.prev_log_id,
+                        last,
+                        task,
+                    });
+                } else {
+                    // A request with more entries is already under way.
+                    task.abort();
+                }
+                Err(self.peer.timeout(RPCTypes::AppendEntries, ttl))
+            }
+        }
     }
 
     async fn install_snapshot(
@@ -258,13 +533,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             offset: rpc.offset,
             done: rpc.done,
         })
-        .map_err(|e| encode_error(self.target, &self.addr, e))?;
+        .map_err(|e| self.peer.network_error(e))?;
         let message = pb::RaftMessage {
             header,
             entries: Vec::new(),
             data: rpc.data,
         };
-        self.call("install_snapshot", message, &option).await
+        self.call(RPCTypes::InstallSnapshot, message, &option).await
     }
 
     async fn vote(
@@ -272,25 +547,34 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
-        let header = json(&rpc).map_err(|e| encode_error(self.target, &self.addr, e))?;
+        let header = json(&rpc).map_err(|e| self.peer.network_error(e))?;
         let message = pb::RaftMessage {
             header,
             entries: Vec::new(),
             data: Vec::new(),
         };
-        self.call("vote", message, &option).await
+        self.call(RPCTypes::Vote, message, &option).await
     }
+}
+
+/// Where the snapshot being received stands: the id and how far its bytes reach. openraft
+/// seeks its buffer to a chunk's offset, so an offset beyond the bytes received would grow the
+/// buffer to that size; such chunks are refused here.
+#[derive(Clone, Default)]
+pub(crate) struct SnapshotReception {
+    current: Arc<tokio::sync::Mutex<Option<(String, u64)>>>,
 }
 
 /// The `swarm.v1.Raft` service: peers' requests, handed to the local openraft.
 #[derive(Clone)]
 pub struct RaftService {
     raft: Raft,
+    reception: SnapshotReception,
 }
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft) -> Self {
-        Self { raft }
+    pub(crate) fn new(raft: Raft, reception: SnapshotReception) -> Self {
+        Self { raft, reception }
     }
 }
 
@@ -308,21 +592,54 @@ fn answer<T: Serialize>(result: &T) -> Result<tonic::Response<pb::RaftMessage>, 
     }))
 }
 
+/// Checks that `entries` follow `prev_log_id` one index at a time, with terms that never
+/// decrease and never exceed the sender's vote (openraft assumes all of this).
+fn check_entries(header: &AppendHeader, entries: &[Entry]) -> Result<(), String> {
+    let mut expected = match header.prev_log_id {
+        None => Some(0),
+        Some(prev) => prev.index.checked_add(1),
+    };
+    let mut term = header.prev_log_id.map_or(0, |id| id.leader_id.term);
+    for entry in entries {
+        let id = entry.log_id;
+        if Some(id.index) != expected {
+            return Err(format!(
+                "entry {id} does not follow the previous entry {:?}",
+                header.prev_log_id
+            ));
+        }
+        if id.leader_id.term < term {
+            return Err(format!("entry {id} has a term below the entry before it"));
+        }
+        if id.leader_id.term > header.vote.leader_id.term {
+            return Err(format!(
+                "entry {id} has a term above the vote {}",
+                header.vote
+            ));
+        }
+        term = id.leader_id.term;
+        expected = id.index.checked_add(1);
+    }
+    Ok(())
+}
+
 #[tonic::async_trait]
 impl pb::raft_server::Raft for RaftService {
     async fn append_entries(
         &self,
         request: tonic::Request<pb::RaftMessage>,
     ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status> {
+        const RPC: &str = "append_entries";
         let message = request.into_inner();
         let header: AppendHeader =
-            from_json(&message.header, "header").map_err(|e| bad_request("append_entries", e))?;
+            from_json(&message.header, "header").map_err(|e| bad_request(RPC, e))?;
         let entries = message
             .entries
             .iter()
             .map(|bytes| codec::decode_entry(bytes))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad_request("append_entries", e))?;
+            .map_err(|e| bad_request(RPC, e))?;
+        check_entries(&header, &entries).map_err(|e| bad_request(RPC, e))?;
         let result = self
             .raft
             .append_entries(AppendEntriesRequest {
@@ -349,33 +666,77 @@ impl pb::raft_server::Raft for RaftService {
         &self,
         request: tonic::Request<pb::RaftMessage>,
     ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status> {
+        const RPC: &str = "install_snapshot";
         let message = request.into_inner();
         let header: SnapshotHeader =
-            from_json(&message.header, "header").map_err(|e| bad_request("install_snapshot", e))?;
+            from_json(&message.header, "header").map_err(|e| bad_request(RPC, e))?;
+        let len = message.data.len() as u64;
+        let end = header
+            .offset
+            .checked_add(len)
+            .ok_or_else(|| bad_request(RPC, format!("offset {} overflows", header.offset)))?;
+        // Chunks of one snapshot are handled one at a time, in the order they arrive.
+        let mut current = self.reception.current.lock().await;
+        let id = header.meta.snapshot_id.clone();
+        if header.offset > 0
+            && let Some((current_id, received)) = current.as_ref()
+            && *current_id == id
+            && header.offset > *received
+        {
+            return Err(bad_request(
+                RPC,
+                format!(
+                    "chunk of snapshot {id} at offset {} skips ahead of the {received} bytes \
+                     received",
+                    header.offset
+                ),
+            ));
+        }
+        let (vote, done, offset) = (header.vote, header.done, header.offset);
         let result = self
             .raft
             .install_snapshot(InstallSnapshotRequest {
-                vote: header.vote,
+                vote,
                 meta: header.meta,
-                offset: header.offset,
+                offset,
                 data: message.data,
-                done: header.done,
+                done,
             })
             .await;
+        // openraft took the chunk when it answered without a higher vote of its own.
+        if let Ok(response) = &result
+            && response.vote <= vote
+        {
+            *current = match current.take() {
+                _ if done => None,
+                Some((current_id, received)) if current_id == id => {
+                    Some((current_id, received.max(end)))
+                }
+                // A chunk of another snapshot: openraft starts it over when it is at offset 0
+                // (and refuses it otherwise, keeping the current one).
+                _ if offset == 0 => Some((id, end)),
+                other => other,
+            };
+        }
         answer(&result)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use openraft::CommittedLeaderId;
+    use openraft::EntryPayload;
+
     use super::*;
+    use crate::types::CommandBatch;
+
+    fn factory() -> NetworkFactory {
+        NetworkFactory::new(1, plain_channels(), PeerContacts::default())
+    }
 
     #[tokio::test]
     async fn a_peer_nobody_listens_at_is_unreachable_with_its_address() {
-        let mut factory = NetworkFactory {
-            channels: plain_channels(),
-            contacts: PeerContacts::default(),
-        };
+        let mut factory = factory();
         // A port from a listener that is closed again: nobody listens there.
         let addr = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -391,5 +752,230 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains(&addr), "{text}");
         assert!(!factory.contacts.seen_within(7, Duration::from_secs(60)));
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_does_not_answer_in_time_is_a_timeout() {
+        // A listener that accepts connections but never speaks HTTP/2.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accept = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut client = factory().new_client(7, &BasicNode::new(addr)).await;
+        let request = VoteRequest::new(openraft::Vote::new(1, 1), None);
+        let error = client
+            .vote(request, RPCOption::new(Duration::from_millis(200)))
+            .await
+            .expect_err("no answer");
+        assert!(matches!(error, RPCError::Timeout(_)), "{error}");
+        accept.abort();
+    }
+
+    #[tokio::test]
+    async fn channels_are_made_once_per_address() {
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = made.clone();
+        let plain = plain_channels();
+        let channels: ChannelMaker = Arc::new(move |addr: &str| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            plain(addr)
+        });
+        let mut factory = NetworkFactory::new(1, channels, PeerContacts::default());
+        for target in [2, 2, 3] {
+            factory
+                .new_client(target, &BasicNode::new("127.0.0.1:1"))
+                .await;
+        }
+        factory.new_client(2, &BasicNode::new("127.0.0.1:2")).await;
+        assert_eq!(made.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(CommandBatch {
+                commands: vec![vec![7; bytes]],
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_beyond_the_budget_are_sent_in_several_requests() {
+        // Nobody listens: a request that were sent would fail as unreachable.
+        let mut client = factory()
+            .new_client(2, &BasicNode::new("127.0.0.1:1"))
+            .await;
+        let big = APPEND_ENTRIES_BUDGET_BYTES / 2 + 1;
+        let request = AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: vec![entry(0, 10), entry(1, big), entry(2, big), entry(3, 10)],
+            leader_commit: None,
+        };
+        let error = client
+            .append_entries(request, RPCOption::new(Duration::from_secs(1)))
+            .await
+            .expect_err("too large");
+        match error {
+            RPCError::PayloadTooLarge(too_large) => {
+                assert_eq!(too_large.entries_hint(), 2);
+            }
+            other => panic!("expected PayloadTooLarge, got {other}"),
+        }
+        // One entry alone is always sent, whatever its size.
+        let request = AppendEntriesRequest {
+            vote: openraft::Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: vec![entry(0, APPEND_ENTRIES_BUDGET_BYTES * 2)],
+            leader_commit: None,
+        };
+        let error = client
+            .append_entries(request, RPCOption::new(Duration::from_secs(1)))
+            .await
+            .expect_err("nobody listens");
+        assert!(matches!(error, RPCError::Unreachable(_)), "{error}");
+    }
+
+    /// A peer that answers AppendEntries carrying entries only after `delay`.
+    #[derive(Clone)]
+    struct SlowPeer {
+        appends: Arc<std::sync::atomic::AtomicUsize>,
+        delay: Duration,
+    }
+
+    #[tonic::async_trait]
+    impl pb::raft_server::Raft for SlowPeer {
+        async fn append_entries(
+            &self,
+            request: tonic::Request<pb::RaftMessage>,
+        ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status> {
+            if !request.into_inner().entries.is_empty() {
+                self.appends
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(self.delay).await;
+            }
+            answer(&Ok::<_, RaftError<NodeId>>(
+                AppendEntriesResponse::<NodeId>::Success,
+            ))
+        }
+
+        async fn vote(
+            &self,
+            _: tonic::Request<pb::RaftMessage>,
+        ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status> {
+            Err(tonic::Status::unimplemented("vote"))
+        }
+
+        async fn install_snapshot(
+            &self,
+            _: tonic::Request<pb::RaftMessage>,
+        ) -> Result<tonic::Response<pb::RaftMessage>, tonic::Status> {
+            Err(tonic::Status::unimplemented("install_snapshot"))
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_slower_than_the_deadline_are_sent_once_and_acknowledged_later() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let peer = SlowPeer {
+            appends: Arc::default(),
+            delay: Duration::from_millis(400),
+        };
+        let server = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(pb::raft_server::RaftServer::new(peer.clone()))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut client = factory().new_client(2, &BasicNode::new(addr)).await;
+        let vote = openraft::Vote::new_committed(1, 1);
+        let request = |entries: Vec<Entry>| AppendEntriesRequest {
+            vote,
+            prev_log_id: None,
+            entries,
+            leader_commit: None,
+        };
+        let deadline = RPCOption::new(Duration::from_millis(50));
+        // openraft gives up on the first attempt, and on its retry of the same entries.
+        for _ in 0..2 {
+            let error = client
+                .append_entries(request(vec![entry(0, 10), entry(1, 10)]), deadline.clone())
+                .await
+                .expect_err("slower than the deadline");
+            assert!(matches!(error, RPCError::Timeout(_)), "{error}");
+        }
+        // Heartbeats still go through meanwhile.
+        let heartbeat = client
+            .append_entries(request(Vec::new()), deadline.clone())
+            .await
+            .expect("heartbeat");
+        assert_eq!(heartbeat, AppendEntriesResponse::Success);
+        // A retry covering the entries (and one more) waits for the first request, and answers
+        // how far it matched.
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        let answer = loop {
+            let entries = vec![entry(0, 10), entry(1, 10), entry(2, 10)];
+            match client
+                .append_entries(request(entries), deadline.clone())
+                .await
+            {
+                Ok(answer) => break answer,
+                Err(RPCError::Timeout(_)) => {
+                    assert!(tokio::time::Instant::now() < until, "never acknowledged");
+                }
+                Err(other) => panic!("{other}"),
+            }
+        };
+        assert_eq!(
+            answer,
+            AppendEntriesResponse::PartialSuccess(Some(entry(1, 0).log_id))
+        );
+        assert_eq!(
+            peer.appends.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "the slow entries were sent once"
+        );
+        server.abort();
+    }
+
+    #[test]
+    fn answers_contradicting_the_request_are_refused() {
+        let vote = openraft::Vote::new_committed(3, 1);
+        let prev = Some(LogId::new(CommittedLeaderId::new(3, 1), 5));
+        let last = Some(LogId::new(CommittedLeaderId::new(3, 1), 8));
+        let beyond = Some(LogId::new(CommittedLeaderId::new(3, 1), 9));
+        let check = |prev, answer| check_append_answer((&vote, prev, last), &answer);
+        assert!(check(prev, AppendEntriesResponse::Success).is_ok());
+        assert!(check(prev, AppendEntriesResponse::Conflict).is_ok());
+        assert!(check(None, AppendEntriesResponse::Conflict).is_err());
+        assert!(check(prev, AppendEntriesResponse::PartialSuccess(last)).is_ok());
+        assert!(check(prev, AppendEntriesResponse::PartialSuccess(beyond)).is_err());
+        assert!(check(prev, AppendEntriesResponse::PartialSuccess(None)).is_err());
+        let higher = openraft::Vote::new(4, 2);
+        assert!(check(prev, AppendEntriesResponse::HigherVote(higher)).is_ok());
+        assert!(check(prev, AppendEntriesResponse::HigherVote(vote)).is_err());
+    }
+
+    #[test]
+    fn entries_must_follow_the_previous_one() {
+        let header = |prev: Option<u64>, term: u64| AppendHeader {
+            vote: openraft::Vote::new_committed(term, 1),
+            prev_log_id: prev.map(|i| LogId::new(CommittedLeaderId::new(1, 1), i)),
+            leader_commit: None,
+        };
+        assert!(check_entries(&header(None, 1), &[entry(0, 1), entry(1, 1)]).is_ok());
+        assert!(check_entries(&header(Some(4), 1), &[entry(5, 1)]).is_ok());
+        assert!(check_entries(&header(Some(4), 1), &[entry(6, 1)]).is_err());
+        assert!(check_entries(&header(None, 1), &[entry(0, 1), entry(2, 1)]).is_err());
+        // The entries' term (1) is above the vote's (0).
+        assert!(check_entries(&header(None, 0), &[entry(0, 1)]).is_err());
     }
 }

@@ -7,20 +7,31 @@
 use openraft::CommittedLeaderId;
 use openraft::EntryPayload;
 
+use crate::store::cipher::Sealer;
 use crate::types::CommandBatch;
 use crate::types::Entry;
 use crate::types::LogId;
 
 const FORMAT_VERSION: u8 = 1;
+/// The same header, then `nonce ciphertext` of the plain format's `kind payload`, sealed with the
+/// header as associated data.
+const FORMAT_VERSION_SEALED: u8 = 2;
 const KIND_BLANK: u8 = 0;
 const KIND_NORMAL: u8 = 1;
 const KIND_MEMBERSHIP: u8 = 2;
 const HEADER_LEN: usize = 1 + 8 + 8 + 8;
 
-/// A stored entry that cannot be decoded: the log is corrupt or from an unknown version.
+/// A stored entry that cannot be decoded: the log is corrupt or from an unknown version, or
+/// encrypted with another key.
 #[derive(Debug, thiserror::Error)]
-#[error("undecodable raft log entry: {0}")]
-pub(crate) struct CodecError(String);
+pub(crate) enum CodecError {
+    #[error("undecodable raft log entry: {0}")]
+    Invalid(String),
+    #[error("raft log entry {0}: cannot decrypt: wrong key or corrupt")]
+    Decrypt(u64),
+    #[error("raft log entry {0} is encrypted and no key was given")]
+    NoKey(u64),
+}
 
 pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(HEADER_LEN + 1 + payload_size_hint(&entry.payload));
@@ -40,7 +51,8 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
         }
         EntryPayload::Membership(membership) => {
             out.push(KIND_MEMBERSHIP);
-            let json = serde_json::to_vec(membership).map_err(|e| CodecError(e.to_string()))?;
+            let json =
+                serde_json::to_vec(membership).map_err(|e| CodecError::Invalid(e.to_string()))?;
             out.extend_from_slice(&json);
         }
     }
@@ -50,8 +62,8 @@ pub(crate) fn encode_entry(entry: &Entry) -> Result<Vec<u8>, CodecError> {
 pub(crate) fn decode_log_id(bytes: &[u8]) -> Result<LogId, CodecError> {
     let mut reader = Reader { bytes, pos: 0 };
     let version = reader.u8()?;
-    if version != FORMAT_VERSION {
-        return Err(CodecError(format!(
+    if version != FORMAT_VERSION && version != FORMAT_VERSION_SEALED {
+        return Err(CodecError::Invalid(format!(
             "unknown entry format version {version}"
         )));
     }
@@ -81,16 +93,56 @@ pub(crate) fn decode_entry(bytes: &[u8]) -> Result<Entry, CodecError> {
         }
         KIND_MEMBERSHIP => {
             let membership = serde_json::from_slice(reader.rest())
-                .map_err(|e| CodecError(format!("membership of entry {log_id}: {e}")))?;
+                .map_err(|e| CodecError::Invalid(format!("membership of entry {log_id}: {e}")))?;
             EntryPayload::Membership(membership)
         }
         other => {
-            return Err(CodecError(format!(
+            return Err(CodecError::Invalid(format!(
                 "unknown payload kind {other} in entry {log_id}"
             )));
         }
     };
     Ok(Entry { log_id, payload })
+}
+
+/// The bytes stored for `entry`: sealed with `sealer` when there is one.
+pub(crate) fn encode_stored(entry: &Entry, sealer: Option<&Sealer>) -> Result<Vec<u8>, CodecError> {
+    let plain = encode_entry(entry)?;
+    let Some(sealer) = sealer else {
+        return Ok(plain);
+    };
+    let mut header = plain[..HEADER_LEN].to_vec();
+    header[0] = FORMAT_VERSION_SEALED;
+    let sealed = sealer.seal(&plain[HEADER_LEN..], &header);
+    if sealed.is_empty() {
+        return Err(CodecError::Invalid(format!(
+            "entry {}: too large to encrypt",
+            entry.log_id
+        )));
+    }
+    header.extend_from_slice(&sealed);
+    Ok(header)
+}
+
+/// An entry from its stored bytes, plain or sealed. Plain entries are read with or without a
+/// key (a log written before encryption was turned on).
+pub(crate) fn decode_stored(bytes: &[u8], sealer: Option<&Sealer>) -> Result<Entry, CodecError> {
+    if bytes.first() != Some(&FORMAT_VERSION_SEALED) {
+        return decode_entry(bytes);
+    }
+    let log_id = decode_log_id(bytes)?;
+    let Some(sealer) = sealer else {
+        return Err(CodecError::NoKey(log_id.index));
+    };
+    let (header, sealed) = bytes.split_at(HEADER_LEN);
+    let body = sealer
+        .open(sealed, header)
+        .ok_or(CodecError::Decrypt(log_id.index))?;
+    let mut plain = Vec::with_capacity(HEADER_LEN + body.len());
+    plain.push(FORMAT_VERSION);
+    plain.extend_from_slice(&header[1..]);
+    plain.extend_from_slice(&body);
+    decode_entry(&plain)
 }
 
 fn payload_size_hint(payload: &EntryPayload<crate::types::TypeConfig>) -> usize {
@@ -103,7 +155,8 @@ fn payload_size_hint(payload: &EntryPayload<crate::types::TypeConfig>) -> usize 
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) -> Result<(), CodecError> {
-    let len = u32::try_from(len).map_err(|_| CodecError(format!("length {len} exceeds 4 GiB")))?;
+    let len = u32::try_from(len)
+        .map_err(|_| CodecError::Invalid(format!("length {len} exceeds 4 GiB")))?;
     out.extend_from_slice(&len.to_be_bytes());
     Ok(())
 }
@@ -120,7 +173,7 @@ impl<'a> Reader<'a> {
             .checked_add(len)
             .filter(|end| *end <= self.bytes.len())
             .ok_or_else(|| {
-                CodecError(format!(
+                CodecError::Invalid(format!(
                     "truncated: need {len} bytes at offset {}",
                     self.pos
                 ))
@@ -214,5 +267,33 @@ mod tests {
             assert!(decode_entry(&bytes[..cut]).is_err(), "cut at {cut}");
         }
         assert!(decode_entry(&[9, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn sealed_entries_hide_commands_and_need_the_key() {
+        let entry = Entry {
+            log_id: log_id(2, 1, 9),
+            payload: EntryPayload::Normal(CommandBatch {
+                commands: vec![b"create-service web".to_vec()],
+            }),
+        };
+        let sealer = Sealer::new(&[1; 32]);
+        let bytes = encode_stored(&entry, Some(&sealer)).expect("encode");
+        assert!(!bytes.windows(7).any(|w| w == b"service"));
+        assert_eq!(decode_log_id(&bytes).expect("log id"), entry.log_id);
+        let back = decode_stored(&bytes, Some(&sealer)).expect("decode");
+        assert_eq!(format!("{back:?}"), format!("{entry:?}"));
+        let wrong = decode_stored(&bytes, Some(&Sealer::new(&[2; 32]))).expect_err("wrong key");
+        assert_eq!(
+            wrong.to_string(),
+            "raft log entry 9: cannot decrypt: wrong key or corrupt"
+        );
+        assert!(matches!(
+            decode_stored(&bytes, None),
+            Err(CodecError::NoKey(9))
+        ));
+        // A plain entry still reads with a key.
+        let plain = encode_stored(&entry, None).expect("encode");
+        assert!(decode_stored(&plain, Some(&sealer)).is_ok());
     }
 }

@@ -12,6 +12,7 @@ use crate::store::LOG_FILE_NAME;
 use crate::store::LogStore;
 use crate::store::SNAPSHOT_DIR_NAME;
 use crate::store::StateMachineStore;
+use crate::store::cipher::Sealer;
 use crate::store::open_database;
 use crate::types::StorageError;
 use crate::types::TypeConfig;
@@ -40,20 +41,30 @@ impl StateMachineApp for RecordingApp {
     }
 }
 
-struct Builder;
+/// Builds stores, encrypted at rest when `key` is set.
+struct Builder {
+    key: Option<[u8; 32]>,
+}
 
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = TempDir::new().expect("temp dir");
         let db = open_database(&dir.path().join(LOG_FILE_NAME)).expect("open redb");
         let app: Arc<dyn StateMachineApp> = Arc::new(RecordingApp::default());
-        let sm = StateMachineStore::open(dir.path().join(SNAPSHOT_DIR_NAME), app)
+        let sealer = self.key.as_ref().map(Sealer::new);
+        let sm = StateMachineStore::open(dir.path().join(SNAPSHOT_DIR_NAME), app, sealer.clone())
             .expect("open state machine");
-        Ok((dir, LogStore::new(db), sm))
+        Ok((dir, LogStore::new(db, sealer), sm))
     }
 }
 
 #[test]
 fn openraft_storage_suite() {
-    Suite::test_all(Builder).expect("openraft storage conformance suite");
+    Suite::test_all(Builder { key: None }).expect("openraft storage conformance suite");
+}
+
+#[test]
+fn openraft_storage_suite_encrypted() {
+    Suite::test_all(Builder { key: Some([5; 32]) })
+        .expect("openraft storage conformance suite, encrypted at rest");
 }

@@ -26,6 +26,7 @@ use redb::TableDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::store::cipher::Sealer;
 use crate::store::codec;
 use crate::types::Entry;
 use crate::types::LogId;
@@ -70,11 +71,76 @@ pub(crate) fn sync_database(db: &Database) -> Result<(), redb::Error> {
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    /// Seals entries at rest when the node has a key.
+    sealer: Option<Sealer>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>) -> Self {
-        Self { db }
+    pub(crate) fn new(db: Arc<Database>, sealer: Option<Sealer>) -> Self {
+        Self { db, sealer }
+    }
+
+    /// Checks that the newest entry can be read with this store's key (or lack of one), so a
+    /// wrong key fails the start with a clear message instead of later inside openraft.
+    pub(crate) fn check_readable(&self) -> Result<(), String> {
+        let read = || -> Result<(), WriteError> {
+            let txn = self.db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
+            if let Some((_, value)) = table.last().map_err(redb::Error::from)? {
+                codec::decode_stored(value.value(), self.sealer.as_ref())?;
+            }
+            Ok(())
+        };
+        read().map_err(|e| e.to_string())
+    }
+
+    /// The vote and every entry after `after` (blocking; used by force-new-cluster before
+    /// openraft starts).
+    pub(crate) fn read_for_recovery(
+        &self,
+        after: Option<u64>,
+    ) -> Result<(Option<Vote>, Vec<Entry>), String> {
+        let read = || -> Result<(Option<Vote>, Vec<Entry>), WriteError> {
+            let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
+            let txn = self.db.begin_read().map_err(redb::Error::from)?;
+            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
+            let start = match after {
+                Some(index) => Bound::Excluded(index),
+                None => Bound::Unbounded,
+            };
+            let mut entries = Vec::new();
+            for item in table
+                .range::<u64>((start, Bound::Unbounded))
+                .map_err(redb::Error::from)?
+            {
+                let (_, value) = item.map_err(redb::Error::from)?;
+                entries.push(codec::decode_stored(value.value(), self.sealer.as_ref())?);
+            }
+            Ok((vote, entries))
+        };
+        read().map_err(|e| e.to_string())
+    }
+
+    /// Empties the log as if purged up to `purged` (which a snapshot covers), records it as
+    /// committed and saves `vote`, in one durable transaction (blocking; force-new-cluster).
+    pub(crate) fn reset_after_snapshot(&self, purged: LogId, vote: Vote) -> Result<(), String> {
+        let write = || -> Result<(), WriteError> {
+            let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(redb::Error::from)?;
+            {
+                let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
+                table
+                    .retain_in::<u64, _>(.., |_, _| false)
+                    .map_err(redb::Error::from)?;
+            }
+            put_meta(&txn, KEY_LAST_PURGED, &purged)?;
+            put_meta(&txn, KEY_COMMITTED, &Some(purged))?;
+            put_meta(&txn, KEY_VOTE, &vote)?;
+            txn.commit().map_err(redb::Error::from)?;
+            Ok(())
+        };
+        write().map_err(|e| e.to_string())
     }
 
     fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, redb::Error> {
@@ -150,7 +216,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 .map_err(redb::Error::from)?
             {
                 let (_, value) = item.map_err(redb::Error::from)?;
-                entries.push(codec::decode_entry(value.value())?);
+                entries.push(codec::decode_stored(value.value(), self.sealer.as_ref())?);
             }
             Ok(entries)
         };
@@ -221,9 +287,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let sealer = self.sealer.clone();
         let encoded = entries
             .into_iter()
-            .map(|entry| Ok((entry.log_id.index, codec::encode_entry(&entry)?)))
+            .map(|entry| {
+                Ok((
+                    entry.log_id.index,
+                    codec::encode_stored(&entry, sealer.as_ref())?,
+                ))
+            })
             .collect::<Result<Vec<(u64, Vec<u8>)>, codec::CodecError>>();
         let result = match encoded {
             Ok(encoded) => {

@@ -1,6 +1,7 @@
 //! Durable storage for openraft: the redb log store, the state machine over the application and
 //! its snapshot files.
 
+pub(crate) mod cipher;
 pub(crate) mod codec;
 mod log_store;
 mod snapshot_files;

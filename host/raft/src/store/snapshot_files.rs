@@ -4,7 +4,9 @@
 //! directory is fsync'd; only then are older snapshots removed. A crash at any point leaves
 //! either the old or the new snapshot complete on disk (temporary files are removed at start).
 //!
-//! File layout: `MAGIC meta_len:u64be meta(JSON SnapshotMeta) data(application bytes)`.
+//! File layout: `MAGIC meta_len:u64be meta(JSON SnapshotMeta) data(application bytes)`. With a
+//! key, the magic is `SWSNAP02` and `data` is `nonce ciphertext` of the application bytes, sealed
+//! with the metadata as associated data.
 
 use std::fs;
 use std::io::Write;
@@ -13,9 +15,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 
+use crate::store::cipher::Sealer;
 use crate::types::SnapshotMeta;
 
 const MAGIC: &[u8; 8] = b"SWSNAP01";
+const MAGIC_SEALED: &[u8; 8] = b"SWSNAP02";
 const SNAPSHOT_EXTENSION: &str = "snap";
 const TEMP_EXTENSION: &str = "tmp";
 
@@ -32,6 +36,10 @@ pub(crate) enum SnapshotFileError {
     },
     #[error("snapshot file {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    #[error("snapshot file {0}: cannot decrypt: wrong key or corrupt")]
+    Decrypt(PathBuf),
+    #[error("snapshot file {0} is encrypted and no key was given")]
+    NoKey(PathBuf),
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> SnapshotFileError {
@@ -51,6 +59,8 @@ pub(crate) type StoredSnapshot = (SnapshotMeta, Vec<u8>);
 #[derive(Debug)]
 pub(crate) struct SnapshotFiles {
     dir: PathBuf,
+    /// Seals the application bytes at rest when the node has a key.
+    sealer: Option<Sealer>,
     /// The current snapshot's metadata and file; the lock also serialises all file operations.
     current: Mutex<Option<(SnapshotMeta, PathBuf)>>,
 }
@@ -59,6 +69,7 @@ impl SnapshotFiles {
     /// Opens the directory (creating it), removes leftovers and loads the newest snapshot.
     pub(crate) fn open(
         dir: PathBuf,
+        sealer: Option<Sealer>,
     ) -> Result<(Arc<Self>, Option<StoredSnapshot>), SnapshotFileError> {
         fs::create_dir_all(&dir).map_err(io_error("creating snapshot directory", &dir))?;
         let mut newest: Option<(SnapshotMeta, Vec<u8>, PathBuf)> = None;
@@ -68,7 +79,7 @@ impl SnapshotFiles {
             match path.extension().and_then(|e| e.to_str()) {
                 Some(TEMP_EXTENSION) => others.push(path),
                 Some(SNAPSHOT_EXTENSION) => {
-                    let (meta, data) = read_file(&path)?;
+                    let (meta, data) = read_file(&path, sealer.as_ref())?;
                     let newer = match &newest {
                         Some((best, _, _)) => meta.last_log_id > best.last_log_id,
                         None => true,
@@ -93,6 +104,7 @@ impl SnapshotFiles {
         };
         let files = Arc::new(Self {
             dir,
+            sealer,
             current: Mutex::new(current),
         });
         Ok((files, loaded))
@@ -116,7 +128,15 @@ impl SnapshotFiles {
         let path = self.dir.join(format!("{name}.{SNAPSHOT_EXTENSION}"));
         {
             let mut file = fs::File::create(&temp).map_err(io_error("creating", &temp))?;
-            file.write_all(MAGIC).map_err(io_error("writing", &temp))?;
+            let sealed = self
+                .sealer
+                .as_ref()
+                .map(|sealer| sealer.seal(data, &header));
+            let (magic, data) = match &sealed {
+                Some(sealed) => (MAGIC_SEALED, sealed.as_slice()),
+                None => (MAGIC, data),
+            };
+            file.write_all(magic).map_err(io_error("writing", &temp))?;
             file.write_all(&(header.len() as u64).to_be_bytes())
                 .map_err(io_error("writing", &temp))?;
             file.write_all(&header)
@@ -140,7 +160,7 @@ impl SnapshotFiles {
     ) -> Result<Option<(SnapshotMeta, Vec<u8>)>, SnapshotFileError> {
         let current = self.lock_current();
         match current.as_ref() {
-            Some((_, path)) => read_file(path).map(Some),
+            Some((_, path)) => read_file(path, self.sealer.as_ref()).map(Some),
             None => Ok(None),
         }
     }
@@ -181,15 +201,19 @@ fn sync_dir(dir: &Path) -> Result<(), SnapshotFileError> {
         .map_err(io_error("syncing directory", dir))
 }
 
-fn read_file(path: &Path) -> Result<StoredSnapshot, SnapshotFileError> {
+fn read_file(path: &Path, sealer: Option<&Sealer>) -> Result<StoredSnapshot, SnapshotFileError> {
     let bytes = fs::read(path).map_err(io_error("reading", path))?;
     let corrupt = |reason: &str| SnapshotFileError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.to_owned(),
     };
-    let rest = bytes
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or_else(|| corrupt("bad magic"))?;
+    let (sealed, rest) = if let Some(rest) = bytes.strip_prefix(MAGIC.as_slice()) {
+        (false, rest)
+    } else if let Some(rest) = bytes.strip_prefix(MAGIC_SEALED.as_slice()) {
+        (true, rest)
+    } else {
+        return Err(corrupt("bad magic"));
+    };
     let (len, rest) = rest
         .split_at_checked(8)
         .ok_or_else(|| corrupt("truncated header"))?;
@@ -200,7 +224,15 @@ fn read_file(path: &Path) -> Result<StoredSnapshot, SnapshotFileError> {
     let (meta, data) = rest
         .split_at_checked(meta_len)
         .ok_or_else(|| corrupt("truncated metadata"))?;
+    let header = meta;
     let meta: SnapshotMeta =
         serde_json::from_slice(meta).map_err(|e| corrupt(&format!("metadata: {e}")))?;
-    Ok((meta, data.to_vec()))
+    if !sealed {
+        return Ok((meta, data.to_vec()));
+    }
+    let sealer = sealer.ok_or_else(|| SnapshotFileError::NoKey(path.to_path_buf()))?;
+    let data = sealer
+        .open(data, header)
+        .ok_or_else(|| SnapshotFileError::Decrypt(path.to_path_buf()))?;
+    Ok((meta, data))
 }

@@ -20,6 +20,7 @@ use openraft::StorageIOError;
 use openraft::storage::RaftStateMachine;
 
 use crate::StateMachineApp;
+use crate::store::cipher::Sealer;
 use crate::store::snapshot_files::SnapshotFileError;
 use crate::store::snapshot_files::SnapshotFiles;
 use crate::types::BatchResponse;
@@ -57,8 +58,9 @@ impl StateMachineStore {
     pub(crate) fn open(
         snapshot_dir: PathBuf,
         app: Arc<dyn StateMachineApp>,
+        sealer: Option<Sealer>,
     ) -> Result<Self, OpenError> {
-        let (files, loaded) = SnapshotFiles::open(snapshot_dir)?;
+        let (files, loaded) = SnapshotFiles::open(snapshot_dir, sealer)?;
         let mut store = Self {
             app,
             last_applied: None,
@@ -79,6 +81,59 @@ impl StateMachineStore {
             store.last_membership = meta.last_membership;
         }
         Ok(store)
+    }
+
+    /// The last applied log id and membership (from the snapshot, then from applied entries).
+    pub(crate) fn applied(&self) -> (Option<LogId>, &StoredMembership) {
+        (self.last_applied, &self.last_membership)
+    }
+
+    /// Applies `entries` (blocking; force-new-cluster applies the whole log before openraft
+    /// starts).
+    pub(crate) fn apply_now(&mut self, entries: Vec<Entry>) {
+        for entry in entries {
+            self.apply_one(entry);
+        }
+    }
+
+    /// Makes the current state a snapshot at `log_id` with `membership`, durably (blocking;
+    /// force-new-cluster).
+    pub(crate) fn snapshot_as(
+        &mut self,
+        log_id: LogId,
+        membership: openraft::Membership<u64, openraft::BasicNode>,
+    ) -> Result<SnapshotMeta, SnapshotFileError> {
+        self.last_applied = Some(log_id);
+        self.last_membership = StoredMembership::new(Some(log_id), membership);
+        let meta = SnapshotMeta {
+            last_log_id: Some(log_id),
+            last_membership: self.last_membership.clone(),
+            snapshot_id: format!(
+                "{:020}-{}-{}-force-new-cluster",
+                log_id.index, log_id.leader_id.term, log_id.leader_id.node_id
+            ),
+        };
+        self.files.save(&meta, &self.app.snapshot())?;
+        Ok(meta)
+    }
+
+    fn apply_one(&mut self, entry: Entry) -> BatchResponse {
+        self.last_applied = Some(entry.log_id);
+        match entry.payload {
+            EntryPayload::Blank => Vec::new(),
+            EntryPayload::Normal(batch) => {
+                let index = entry.log_id.index;
+                batch
+                    .commands
+                    .iter()
+                    .map(|command| self.app.apply(index, command))
+                    .collect()
+            }
+            EntryPayload::Membership(membership) => {
+                self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -142,24 +197,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let entries = entries.into_iter();
         let mut responses = Vec::with_capacity(entries.size_hint().0);
         for entry in entries {
-            self.last_applied = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => responses.push(Vec::new()),
-                EntryPayload::Normal(batch) => {
-                    let index = entry.log_id.index;
-                    responses.push(
-                        batch
-                            .commands
-                            .iter()
-                            .map(|command| self.app.apply(index, command))
-                            .collect(),
-                    );
-                }
-                EntryPayload::Membership(membership) => {
-                    self.last_membership = StoredMembership::new(Some(entry.log_id), membership);
-                    responses.push(Vec::new());
-                }
-            }
+            responses.push(self.apply_one(entry));
         }
         Ok(responses)
     }

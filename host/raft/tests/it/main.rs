@@ -3,6 +3,8 @@
 mod common;
 mod crash;
 mod multi;
+mod partition;
 mod propose;
+mod recovery;
 mod restart;
 mod snapshot;

@@ -24,7 +24,8 @@ struct Member {
 
 fn config(id: u64, dir: &std::path::Path) -> RaftConfig {
     let mut config = RaftConfig::new(id, dir);
-    config.tick = Duration::from_millis(20);
+    // Short enough for fast elections, long enough that a loaded machine keeps its leader.
+    config.tick = Duration::from_millis(50);
     config.election_tick = 10;
     config
 }
@@ -113,13 +114,22 @@ async fn members_join_as_learners_then_vote_and_replicate() {
     assert_eq!(status.members.len(), 3);
     assert!(status.members.iter().all(|m| m.voter), "{status:?}");
 
-    must_propose(&members[0].node, "set k v").await;
+    let (index, _) = must_propose(&members[0].node, "set k v").await;
     for member in &members {
         wait("replication to every member", || {
             member.app.state().entries.get("k").map(String::as_str) == Some("v")
         })
         .await;
     }
+    // The leader reports how far each follower's log matches; followers report nothing.
+    wait("the leader to see both followers match", || {
+        let replication = members[0].node.metrics().replication;
+        [2, 3]
+            .iter()
+            .all(|id| replication.get(id).copied().flatten() >= Some(index))
+    })
+    .await;
+    assert!(members[1].node.metrics().replication.is_empty());
     // A follower refuses writes, naming the leader and its address.
     match members[1].node.propose(b"set x y".to_vec()).await {
         Err(RaftError::NotLeader {
@@ -254,12 +264,21 @@ async fn membership_changes_and_removed_members() {
         status.members.iter().any(|m| m.id == 3 && !m.voter),
         "{status:?}"
     );
+    step("promote", leader.promote(3)).await;
+    // Node 3 dies for good: two voters of three still commit, and remove it.
+    let dead = members.pop().expect("member 3");
+    stop(dead).await;
+    step("propose", leader.propose(b"set with one down".to_vec())).await;
     step("remove", leader.remove(3)).await;
-    assert!(leader.metrics().members.iter().all(|m| m.id != 3));
-    // Two voters left: with node 3 gone for good, they still commit.
-    let removed = members.pop().expect("member 3");
-    stop(removed).await;
+    let status = leader.metrics();
+    assert!(status.members.iter().all(|m| m.id != 3), "{status:?}");
+    assert!(!status.replication.contains_key(&3), "{status:?}");
+    // The quorum is now two of {1, 2}.
     step("propose", leader.propose(b"set after removal".to_vec())).await;
+    assert!(matches!(
+        leader.promote(3).await,
+        Err(RaftError::Membership(_))
+    ));
 
     // Node 2 restarts on another port; the leader records its new address and replicates to
     // it there.
@@ -283,6 +302,75 @@ async fn membership_changes_and_removed_members() {
     for member in members {
         stop(member).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_member_receives_large_entries_over_several_requests() {
+    let dirs = dirs();
+    let first = start(1, dirs[0].path(), None, |c| c).await;
+    first
+        .node
+        .bootstrap_single(first.addr.clone())
+        .await
+        .expect("bootstrap");
+    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    // Three entries of 3 MiB: more than one AppendEntries may carry
+    // (`APPEND_ENTRIES_BUDGET_BYTES`), and no snapshot to send instead.
+    let value = "y".repeat(3 << 20);
+    for i in 0..3 {
+        must_propose(&first.node, &format!("set big{i} {value}")).await;
+    }
+    let joiner = start(2, dirs[1].path(), None, |c| c).await;
+    step(
+        "add learner",
+        first.node.add_learner(2, joiner.addr.clone()),
+    )
+    .await;
+    wait("the learner to apply the large entries", || {
+        joiner.app.state().entries.len() == 3
+    })
+    .await;
+    assert_eq!(joiner.node.metrics().snapshot_index, None);
+    stop(joiner).await;
+    stop(first).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_learner_nobody_answers_for_gives_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = start(1, dir.path(), None, |mut c| {
+        c.learner_stall_timeout = Duration::from_millis(500);
+        c
+    })
+    .await;
+    first
+        .node
+        .bootstrap_single(first.addr.clone())
+        .await
+        .expect("bootstrap");
+    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    // A port from a listener that is closed again: nobody listens there.
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .to_string();
+    let result = tokio::time::timeout(TIMEOUT, first.node.add_learner(2, nowhere)).await;
+    assert!(
+        matches!(result, Ok(Err(RaftError::Timeout { .. }))),
+        "{result:?}"
+    );
+    // It stays a learner until removed; the leader still commits alone.
+    assert!(
+        first
+            .node
+            .metrics()
+            .members
+            .iter()
+            .any(|m| m.id == 2 && !m.voter)
+    );
+    must_propose(&first.node, "set still works").await;
+    step("remove", first.node.remove(2)).await;
+    stop(first).await;
 }
 
 /// Awaits a raft operation, failing the test (naming it) on error or after [`TIMEOUT`].
@@ -324,6 +412,40 @@ async fn malformed_messages_are_refused_as_invalid() {
     ] {
         assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     }
+
+    // A decodable snapshot chunk that skips ahead of the bytes received is refused before
+    // openraft would grow its buffer to that offset.
+    let chunk = |offset: u64, data: &[u8]| {
+        let header = serde_json::json!({
+            "vote": openraft::Vote::<u64>::new_committed(1, 9),
+            "meta": openraft::SnapshotMeta::<u64, openraft::BasicNode> {
+                last_log_id: Some(openraft::LogId::new(openraft::CommittedLeaderId::new(1, 9), 3)),
+                last_membership: Default::default(),
+                snapshot_id: "s1".into(),
+            },
+            "offset": offset,
+            "done": false,
+        });
+        pb::RaftMessage {
+            header: serde_json::to_vec(&header).expect("json"),
+            entries: Vec::new(),
+            data: data.to_vec(),
+        }
+    };
+    client
+        .install_snapshot(chunk(0, b"0123456789"))
+        .await
+        .expect("first chunk");
+    client
+        .install_snapshot(chunk(5, b"56789abc"))
+        .await
+        .expect("a chunk sent again from an earlier offset");
+    let status = client
+        .install_snapshot(chunk(1 << 40, b"x"))
+        .await
+        .expect_err("skips ahead");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("skips ahead"), "{status:?}");
     let _ = member.id;
     stop(member).await;
 }
