@@ -44,6 +44,9 @@ pub struct AgentStatus {
     pub reconciled_tasks: usize,
     /// The managers the dispatcher last announced.
     pub managers: Vec<ManagerPeer>,
+    /// The role the cluster wants this node to have (from the node object the dispatcher
+    /// sends): when it differs from the node's certificate, the node changes role.
+    pub desired_role: Option<swarm_types::NodeRole>,
     /// Why the last session ended, if one did.
     pub last_error: Option<String>,
 }

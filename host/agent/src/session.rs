@@ -628,8 +628,25 @@ struct Announced {
 }
 
 impl Announced {
-    /// The announced managers, if any, become the list the agent picks from.
+    /// The announced managers, if any, become the list the agent picks from; the node's desired
+    /// role is recorded.
     fn apply(&self, message: &mut pb::SessionMessage) {
+        let desired = message
+            .node
+            .as_ref()
+            .and_then(|node| node.spec.as_ref())
+            .and_then(|spec| pb::NodeRole::try_from(spec.desired_role).ok())
+            .map(|role| match role {
+                pb::NodeRole::Manager => swarm_types::NodeRole::Manager,
+                pb::NodeRole::Worker => swarm_types::NodeRole::Worker,
+            });
+        if let Some(role) = desired {
+            self.status.send_if_modified(|status| {
+                let changed = status.desired_role != Some(role);
+                status.desired_role = Some(role);
+                changed
+            });
+        }
         if message.managers.is_empty() {
             return;
         }

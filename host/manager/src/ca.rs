@@ -125,6 +125,14 @@ impl pb::node_ca_server::NodeCa for NodeCaService {
                     r.node_id
                 ))
             })?;
+            // A demoted manager gets its worker certificate once the leader has taken it out of
+            // raft: stopping its manager earlier could cost the others their quorum.
+            if node.spec.desired_role == NodeRole::Worker && node.manager_status.is_some() {
+                return Err(Status::unavailable(format!(
+                    "node {} is being demoted: it is still a raft member; retry",
+                    r.node_id
+                )));
+            }
             (node.spec.desired_role, false)
         } else {
             let token: JoinToken = r

@@ -71,6 +71,35 @@ impl ControlService {
         self
     }
 
+    /// Refuses a demotion after which the remaining voters that answer now would not be a
+    /// majority of the remaining voters (SwarmKit's check): the cluster would stop.
+    fn check_demotion_keeps_quorum(&self, node: &Node) -> Result<()> {
+        let (Some(raft), Some(manager)) = (&self.raft, node.manager_status.as_ref()) else {
+            return Ok(());
+        };
+        let status = raft.metrics();
+        let remaining: Vec<u64> = status
+            .members
+            .iter()
+            .filter(|m| m.voter && m.id != manager.raft_id)
+            .map(|m| m.id)
+            .collect();
+        let reachable = remaining
+            .iter()
+            .filter(|id| **id == status.node_id || raft.peer_reachable(**id))
+            .count();
+        let quorum = remaining.len() / 2 + 1;
+        if reachable < quorum {
+            return Err(ManagerError::FailedPrecondition(format!(
+                "spec.desired_role: demoting node {} would leave {reachable} reachable of {} \
+                 managers, fewer than the {quorum} a quorum needs; bring managers back first",
+                node.id,
+                remaining.len()
+            )));
+        }
+        Ok(())
+    }
+
     /// Fills in managers' leadership and reachability from raft as this manager sees it now
     /// (not stored: they change without any write).
     fn live_manager_status(&self, mut nodes: Vec<Node>) -> Vec<Node> {
@@ -248,10 +277,9 @@ impl ControlService {
                     "spec.desired_role: cannot demote the last manager of the cluster".into(),
                 ));
             }
-            return Err(ManagerError::FailedPrecondition(
-                "spec.desired_role: promoting and demoting need a multi-manager cluster, which this build does not run yet"
-                    .into(),
-            ));
+            if current.spec.desired_role == NodeRole::Manager {
+                self.check_demotion_keeps_quorum(&current)?;
+            }
         }
         let executor_changed = spec.executor != current.spec.executor;
         let mut updated = current;

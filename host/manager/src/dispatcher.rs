@@ -36,6 +36,8 @@ use crate::watch::{self, Update};
 
 /// How long a log request waits for the agent's answer.
 const LOG_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a session checks whether its node's desired role or the managers changed.
+const SESSION_REFRESH: Duration = Duration::from_secs(1);
 /// The weight every manager is announced with (SwarmKit's default).
 const MANAGER_WEIGHT: i64 = 10;
 /// How many times a write that lost a version race is rebuilt and retried.
@@ -659,14 +661,43 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
             log_requests: Vec::new(),
         };
         let (tx, rx) = mpsc::channel(16);
+        let watched = inner.clone();
+        let node_id = r.node_id.clone();
         tokio::spawn(async move {
+            let mut announced = (
+                first
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.spec.as_ref())
+                    .map(|s| s.desired_role),
+                first.managers.clone(),
+            );
             if tx.send(Ok(first)).await.is_err() {
                 return;
             }
+            let mut refresh = tokio::time::interval(SESSION_REFRESH);
+            refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
                     _ = tx.closed() => break,
+                    _ = refresh.tick() => {
+                        // The node's desired role (promote/demote) and the managers, when they
+                        // changed since the last message.
+                        let node = watched.store.view(|tx| tx.node(&node_id).map(|n| (**n).clone()));
+                        let managers = watched.managers();
+                        let role = node.as_ref().map(|n| pb::NodeRole::from(n.spec.desired_role) as i32);
+                        if (role, managers.clone()) != announced {
+                            announced = (role, managers.clone());
+                            let msg = pb::SessionMessage {
+                                session_id: session_id.clone(),
+                                node: node.map(Into::into),
+                                managers,
+                                log_requests: Vec::new(),
+                            };
+                            if tx.send(Ok(msg)).await.is_err() { break; }
+                        }
+                    }
                     req = log_rx.recv() => match req {
                         Some(req) => {
                             let msg = pb::SessionMessage { session_id: session_id.clone(), log_requests: vec![req], ..Default::default() };

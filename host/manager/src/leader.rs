@@ -243,7 +243,8 @@ where
                         Err(error) => {
                             leadership.forget(&addr);
                             Ok(tonic::Status::unavailable(format!(
-                                "forwarding to the leader at {addr}: {error}"
+                                "forwarding to the leader at {addr}: {}",
+                                error_chain(&error)
                             ))
                             .into_http())
                         }
@@ -252,6 +253,19 @@ where
             }
         }
     }
+}
+
+/// An error with its sources (`transport error: ... Connection refused`), so that a caller can
+/// tell a call that never reached the leader.
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Replaces any caller-supplied forwarding headers with what this manager knows of the caller.

@@ -11,6 +11,7 @@
 pub mod ca;
 pub mod commit;
 mod control;
+mod dek;
 mod dispatcher;
 mod error;
 pub mod join;
@@ -99,6 +100,14 @@ pub struct ManagerConfig {
     /// `None` serves plaintext and trusts every caller (tests of one manager only).
     pub identity: Option<swarm_ca::NodeIdentity>,
     pub start: StartMode,
+    /// Quorum-loss recovery (`--force-new-cluster`): keep this manager's raft state and make it
+    /// the only member of the raft group, at `advertise_addr`. Needs existing raft state.
+    pub force_new_cluster: bool,
+    /// Create this manager's raft data encryption key locked by an unlock key (SwarmKit's
+    /// autolock), shown once by [`Manager::new_unlock_key`]. Only when the key is created.
+    pub autolock: bool,
+    /// The unlock key (`SWMKEY-1-...`) of a locked manager.
+    pub unlock_key: Option<String>,
 }
 
 /// A running manager.
@@ -108,6 +117,8 @@ pub struct Manager {
     leadership: Leadership,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
+    /// The unlock key of a raft key created locked at this start (to show once).
+    new_unlock_key: Option<String>,
 }
 
 impl Manager {
@@ -131,6 +142,9 @@ impl Manager {
             plugin_host,
             identity,
             start,
+            force_new_cluster,
+            autolock,
+            unlock_key,
         } = config;
         let store = Arc::new(MemoryStore::new());
         let app = Arc::new(StoreApp::new(store.clone()));
@@ -152,6 +166,33 @@ impl Manager {
         raft_config.heartbeat_tick = heartbeat_tick;
         raft_config.election_tick = election_tick;
         raft_config.channels = channels.clone();
+        let mut unlock_key = unlock_key;
+        if unlock_key.is_none() && dek::is_locked(&raft_dir) {
+            unlock_key = dek::wait_for_unlock(&raft_dir, &control_socket, &cancel).await?;
+            if unlock_key.is_none() {
+                return Err(ManagerError::Unavailable(
+                    "stopped while locked (autolock)".into(),
+                ));
+            }
+        }
+        let dek = dek::load_or_create(&raft_dir, autolock, unlock_key.as_deref())?;
+        raft_config.cipher = Some(dek.key);
+        let current_unlock_key = match &dek.new_unlock_key {
+            Some(key) => Some(key.clone()),
+            None if dek::is_locked(&raft_dir) => unlock_key.clone(),
+            None => None,
+        };
+        let unlock_service = dek::UnlockService::new(raft_dir.clone(), dek.key, current_unlock_key);
+        if force_new_cluster {
+            if !raft_dir.join(swarm_raft::LOG_FILE_NAME).exists() {
+                return Err(ManagerError::FailedPrecondition(format!(
+                    "--force-new-cluster: there is no raft state in {} to recover",
+                    raft_dir.display()
+                )));
+            }
+            warn!(raft_id, %advertise_addr, "forcing a new cluster: this manager keeps its state and becomes the only manager; the others must join again");
+            raft_config.force_new_cluster = Some(advertise_addr.clone());
+        }
         let raft = RaftNode::start(raft_config, app).await?;
         let initialized = raft.is_initialized().await?;
         let committer: Arc<dyn Committer> = Arc::new(RaftCommitter::new(raft.clone()));
@@ -167,6 +208,7 @@ impl Manager {
         };
         services.serve(
             &control_socket,
+            unlock_service,
             remote_listener,
             identity.as_ref(),
             &mut tasks,
@@ -244,7 +286,14 @@ impl Manager {
             leadership,
             tasks,
             cancel,
+            new_unlock_key: dek.new_unlock_key,
         })
+    }
+
+    /// The unlock key (`SWMKEY-1-...`) when this start created the manager's raft key locked
+    /// (autolock): shown once, never stored; every later start needs it.
+    pub fn new_unlock_key(&self) -> Option<&str> {
+        self.new_unlock_key.as_deref()
     }
 
     /// The manager's store (read-only use: every change goes through raft).
@@ -344,6 +393,7 @@ impl Services {
     fn serve(
         &self,
         control_socket: &Path,
+        unlock: dek::UnlockService,
         listener: TcpListener,
         identity: Option<&swarm_ca::NodeIdentity>,
         tasks: &mut JoinSet<()>,
@@ -357,6 +407,8 @@ impl Services {
         tasks.spawn(async move {
             let result = tonic::transport::Server::builder()
                 .add_service(local_control)
+                // Answered by this manager itself: its own raft key's unlock key.
+                .add_service(pb::unlock_server::UnlockServer::new(unlock))
                 .serve_with_incoming_shutdown(UnixListenerStream::new(socket), shutdown.cancelled())
                 .await;
             if let Err(e) = result {
@@ -525,6 +577,12 @@ impl TermContext {
         let driver = SchedulerDriver::new(self.store.clone(), self.committer.clone(), placer)
             .with_plugin_host(self.plugin_host.clone());
         tasks.spawn(driver.run(cancel.clone()));
+        tasks.spawn(reconcile_demotions(
+            self.store.clone(),
+            self.committer.clone(),
+            self.raft.clone(),
+            cancel.clone(),
+        ));
         Ok(LeaderTerm { dispatcher })
     }
 }
@@ -544,6 +602,55 @@ fn bind_control_socket(path: &std::path::Path) -> Result<UnixListener, ManagerEr
         ManagerError::Unavailable(format!("setting mode 0600 on {}: {e}", path.display()))
     })?;
     Ok(listener)
+}
+
+/// How often the leader looks for demoted managers still in raft.
+const ROLE_RECONCILE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Removes demoted managers from raft, then records them as workers (their nodes notice the
+/// desired role, renew their certificates as workers and stop their managers).
+async fn reconcile_demotions(
+    store: Arc<MemoryStore>,
+    committer: Arc<dyn Committer>,
+    raft: RaftNode,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(ROLE_RECONCILE_INTERVAL) => {}
+        }
+        let demoted: Vec<(String, u64)> = store.view(|tx| {
+            tx.nodes()
+                .filter(|n| n.spec.desired_role == swarm_types::NodeRole::Worker)
+                .filter_map(|n| n.manager_status.as_ref().map(|m| (n.id.clone(), m.raft_id)))
+                .collect()
+        });
+        for (node_id, raft_id) in demoted {
+            if raft.metrics().members.iter().any(|m| m.id == raft_id) {
+                info!(%node_id, raft_id, "removing a demoted manager from raft");
+                if let Err(e) = raft.remove(raft_id).await {
+                    warn!(%node_id, error = %e, "removing a demoted manager from raft");
+                    continue;
+                }
+            }
+            let result = commit::commit_with(&store, committer.as_ref(), |tx| {
+                if let Some(current) = tx.node(&node_id) {
+                    let mut node = (**current).clone();
+                    node.role = swarm_types::NodeRole::Worker;
+                    node.manager_status = None;
+                    node.meta.updated_at = Timestamp::now();
+                    tx.update(node)?;
+                }
+                Ok(())
+            })
+            .await;
+            match result {
+                Ok(_) => info!(%node_id, "manager demoted to worker"),
+                Err(e) => warn!(%node_id, error = %e, "recording a demotion"),
+            }
+        }
+    }
 }
 
 /// Create the cluster object with SwarmKit's defaults on first start, with the new cluster's

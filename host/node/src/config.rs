@@ -70,6 +70,14 @@ pub struct NodeConfig {
     /// The container engine to probe at start (`unix:///var/run/docker.sock`, `tcp://host:port`):
     /// when it answers, the embedded docker executor becomes the node's default.
     pub engine_addr: String,
+    /// Quorum-loss recovery (`--force-new-cluster`): a manager keeps its raft state and becomes
+    /// the only manager; the other managers must join again.
+    pub force_new_cluster: bool,
+    /// Create a manager's raft encryption key locked by an unlock key (SwarmKit's autolock);
+    /// the key is shown once on stderr and needed at every later start.
+    pub autolock: bool,
+    /// The unlock key (`SWMKEY-1-...`) of a locked manager.
+    pub unlock_key: Option<String>,
 }
 
 impl NodeConfig {
@@ -84,11 +92,18 @@ impl NodeConfig {
         if self.heartbeat_tick == 0 {
             return Err(NodeError::Config("--heartbeat-tick: must be >= 1".into()));
         }
-        if self.election_tick <= self.heartbeat_tick {
+        if self.election_tick <= self.heartbeat_tick.saturating_mul(2) {
             return Err(NodeError::Config(format!(
-                "--election-tick: must be greater than --heartbeat-tick ({})",
+                "--election-tick: must be more than twice --heartbeat-tick ({})",
                 self.heartbeat_tick
             )));
+        }
+        if self.force_new_cluster && self.join_addr.is_some() {
+            return Err(NodeError::Config(
+                "--force-new-cluster: cannot be combined with --join-addr (the node recovers \
+                 its own state)"
+                    .into(),
+            ));
         }
         if self.join_token.is_some() && self.join_addr.is_none() {
             return Err(NodeError::Config(
@@ -158,7 +173,20 @@ mod tests {
             join_addr: None,
             join_token: None,
             engine_addr: engine_addr.into(),
+            force_new_cluster: false,
+            autolock: false,
+            unlock_key: None,
         }
+    }
+
+    #[test]
+    fn force_new_cluster_recovers_its_own_state_only() {
+        let mut forced = config(crate::DEFAULT_ENGINE_ADDR);
+        forced.force_new_cluster = true;
+        assert!(forced.clone().validate().is_ok());
+        forced.join_addr = Some("127.0.0.1:4242".into());
+        let error = forced.validate().expect_err("with --join-addr").to_string();
+        assert!(error.starts_with("--force-new-cluster:"), "{error}");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub use state_dir::StateDir;
 const PLUGIN_CALL_DEADLINE: Duration = Duration::from_secs(10);
 /// Linear memory one plugin instance may use.
 const PLUGIN_MEMORY_LIMIT: usize = 512 << 20;
+/// Pause between certificate renewals while a role change waits for the managers.
+const ROLE_RETRY: Duration = Duration::from_millis(500);
 /// Connect timeout of the agent's channels to managers.
 const MANAGER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the node waits for the container engine to answer at start.
@@ -68,11 +70,46 @@ pub enum NodeError {
 /// manager token) with an agent in the same process, or a worker (joined with a worker token)
 /// running only the agent.
 pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), NodeError> {
-    let config = config.validate()?;
+    let mut config = config.validate()?;
     let state = StateDir::open(&config.state_dir)?;
     let node_id = state.node_id()?;
     let certs = Certificates::new(state.path());
-    let (identity, start) = obtain_identity(&config, &certs, &node_id).await?;
+    let (mut identity, mut start) = obtain_identity(&config, &certs, &node_id).await?;
+    // A promotion or demotion restarts the node's parts in the new role; tasks keep running
+    // and the new agent adopts them.
+    loop {
+        match run_role(&config, &state, &certs, &node_id, identity, start, &cancel).await? {
+            RoleEnd::Stopped => break,
+            RoleEnd::Changed(new_identity, new_start) => {
+                identity = *new_identity;
+                start = new_start;
+                // The recovery was for this start only.
+                config.force_new_cluster = false;
+            }
+        }
+    }
+    drop(state);
+    Ok(())
+}
+
+/// How one run in a role ended.
+enum RoleEnd {
+    Stopped,
+    /// The cluster changed this node's role: a new certificate, and how to start again.
+    Changed(Box<NodeIdentity>, StartMode),
+}
+
+/// Runs the node in the role its certificate names until it stops or the role changes.
+async fn run_role(
+    config: &NodeConfig,
+    state: &StateDir,
+    certs: &Certificates,
+    node_id: &str,
+    identity: NodeIdentity,
+    start: StartMode,
+    cancel: &CancellationToken,
+) -> Result<RoleEnd, NodeError> {
+    let node_id = node_id.to_string();
     let role = identity.info().role;
     info!(%node_id, ?role, cluster_id = %identity.info().cluster_id, state_dir = %config.state_dir.display(), "starting node");
     let engine = swarm_plugin_host::probe_engine(&config.engine_addr, ENGINE_PROBE_TIMEOUT).await;
@@ -184,16 +221,33 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
                         plugin_host: host.clone(),
                         identity: Some(identity.clone()),
                         start,
+                        force_new_cluster: config.force_new_cluster,
+                        autolock: config.autolock,
+                        unlock_key: config.unlock_key.clone(),
                     },
                     scheduler,
                     cancel.child_token(),
                 )
                 .await?,
             );
+            if let Some(key) = manager.as_ref().and_then(|m| m.new_unlock_key()) {
+                // Shown once, on stderr only (never logged, never stored): SwarmKit's autolock.
+                eprintln!(
+                    "This manager's raft data is locked (autolock). Keep this unlock key; every \
+                     start needs it (--unlock-key or SWARMD_UNLOCK_KEY):\n\n    {key}\n"
+                );
+            }
             // The agent of a manager talks to its own manager, which forwards to the leader.
             vec![advertise]
         }
         NodeRole::Worker => {
+            if config.force_new_cluster {
+                return Err(NodeError::Config(
+                    "--force-new-cluster: this node is a worker; only a manager can recover \
+                     the cluster"
+                        .into(),
+                ));
+            }
             let mut managers: Vec<String> = config.join_addr.iter().cloned().collect();
             managers.extend(certs.managers());
             managers.dedup();
@@ -220,22 +274,34 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
         host,
     )
     .await?;
+    let role_cancel = cancel.child_token();
     // Workers remember the managers the dispatcher announces, to reconnect after a restart.
     if role == NodeRole::Worker {
         tokio::spawn(remember_managers(
             agent.status(),
             certs.clone(),
-            cancel.child_token(),
+            role_cancel.clone(),
         ));
     }
-    let agent_cancel = cancel.child_token();
-    let mut agent_task = tokio::spawn(agent.run(agent_cancel));
+    let mut role_change = tokio::spawn(watch_role(
+        agent.status(),
+        identity.clone(),
+        config.hostname.clone(),
+        role_cancel.clone(),
+    ));
+    let mut agent_task = tokio::spawn(agent.run(role_cancel.clone()));
 
-    // Run until asked to stop, or until the agent ends on its own (an error): a node whose agent
-    // is gone must not keep pretending to be a healthy member.
+    // Run until asked to stop, until the role changes, or until the agent ends on its own (an
+    // error): a node whose agent is gone must not keep pretending to be a healthy member.
+    let mut changed = None;
     let agent_result = tokio::select! {
         _ = cancel.cancelled() => {
             info!("stopping node");
+            agent_task.await
+        }
+        renewed = &mut role_change => {
+            changed = renewed.ok().flatten();
+            role_cancel.cancel();
             agent_task.await
         }
         result = &mut agent_task => {
@@ -243,13 +309,120 @@ pub async fn run(config: NodeConfig, cancel: CancellationToken) -> Result<(), No
             result
         }
     };
+    role_cancel.cancel();
     if let Some(manager) = manager {
         manager.shutdown().await;
     }
-    drop(state);
     match agent_result {
-        Ok(r) => r.map_err(NodeError::from),
-        Err(e) => Err(NodeError::Config(format!("agent task failed: {e}"))),
+        Ok(r) => r.map_err(NodeError::from)?,
+        Err(e) => return Err(NodeError::Config(format!("agent task failed: {e}"))),
+    }
+    let Some(issued) = changed else {
+        return Ok(RoleEnd::Stopped);
+    };
+    let new_identity = NodeIdentity::new(
+        &issued.certificate_pem,
+        identity.key_pem(),
+        identity.root().cert_pem(),
+    )
+    .map_err(|e| NodeError::Config(format!("the renewed certificate: {e}")))?;
+    certs.save(
+        &issued.certificate_pem,
+        identity.key_pem(),
+        identity.root().cert_pem(),
+    )?;
+    let start = match (role, issued.role) {
+        // A renewal in the same role: start again with the new certificate.
+        (old, new) if old == new => {
+            info!(not_after = %humantime::format_rfc3339_seconds(new_identity.info().not_after), "certificate renewed");
+            StartMode::Restart
+        }
+        (_, NodeRole::Worker) => {
+            // Out of raft for good: a later promotion joins afresh.
+            let raft_dir = state.path().join("raft");
+            if raft_dir.exists() {
+                let stamp = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or_default();
+                let aside = state.path().join(format!("raft.demoted-{stamp}"));
+                std::fs::rename(&raft_dir, &aside).map_err(|e| NodeError::StateDir {
+                    path: raft_dir.display().to_string(),
+                    message: format!("moving the raft state aside after demotion: {e}"),
+                })?;
+            }
+            info!("demoted: this node now runs as a worker");
+            StartMode::Restart
+        }
+        (_, NodeRole::Manager) => {
+            let addr = certs.managers().into_iter().next().ok_or_else(|| {
+                NodeError::Config("promoted, but this node knows no manager to join".into())
+            })?;
+            info!(%addr, "promoted: this node now joins the managers");
+            StartMode::Join { addr }
+        }
+    };
+    Ok(RoleEnd::Changed(Box::new(new_identity), start))
+}
+
+/// Waits until the cluster wants this node in another role than its certificate says, or until
+/// the certificate is due for renewal, then renews it (the CA issues the desired role) and
+/// returns it. Retries while the managers are not ready (e.g. a demotion still in progress).
+async fn watch_role(
+    mut status: tokio::sync::watch::Receiver<swarm_agent::AgentStatus>,
+    identity: NodeIdentity,
+    hostname: String,
+    cancel: CancellationToken,
+) -> Option<swarm_manager::join::Issued> {
+    let current = identity.info().role;
+    // Renew before expiry at a random 50-80% of the lifetime (SwarmKit), in the same role.
+    let renew_in = identity
+        .renew_at()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    let renew_at = tokio::time::Instant::now() + renew_in;
+    loop {
+        let (desired, managers) = {
+            let status = status.borrow_and_update();
+            let managers: Vec<String> = status
+                .manager_addr
+                .iter()
+                .cloned()
+                .chain(status.managers.iter().map(|m| m.addr.clone()))
+                .collect();
+            (status.desired_role, managers)
+        };
+        let due = tokio::time::Instant::now() >= renew_at;
+        if let Some(desired) = desired.filter(|d| *d != current).or(due.then_some(current)) {
+            if desired == current {
+                tracing::debug!("renewing the node certificate before it expires");
+            } else {
+                info!(
+                    ?current,
+                    ?desired,
+                    "the cluster changed this node's role; renewing its certificate"
+                );
+            }
+            for addr in managers {
+                match swarm_manager::join::renew_certificate(&addr, &identity, &hostname).await {
+                    Ok(issued) if issued.role == desired => return Some(issued),
+                    Ok(issued) => {
+                        info!(role = ?issued.role, "the role changed back; keeping the current one")
+                    }
+                    Err(e) => tracing::debug!(%addr, error = %e, "renewing the certificate"),
+                }
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(ROLE_RETRY) => {}
+            }
+            continue;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return None,
+            changed = status.changed() => if changed.is_err() { return None },
+            () = tokio::time::sleep_until(renew_at) => {}
+        }
     }
 }
 
@@ -405,4 +578,73 @@ fn total_memory_bytes() -> i64 {
 /// Embedded plugins by name, for `--executor`.
 pub fn embedded_executors() -> &'static [(&'static str, &'static [u8])] {
     &[("default", swarm_plugin_artifacts::EXECUTOR_DEFAULT)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(state_dir: &std::path::Path) -> NodeConfig {
+        NodeConfig {
+            state_dir: state_dir.to_path_buf(),
+            hostname: "node-1".into(),
+            control_socket: state_dir.join("swarmd.sock"),
+            listen_remote_api: "127.0.0.1:0".parse().expect("addr"),
+            advertise_remote_api: None,
+            raft_tick: Duration::from_millis(100),
+            heartbeat_tick: 1,
+            election_tick: 10,
+            executor: ExecutorChoice::Embedded("default".into()),
+            join_addr: None,
+            join_token: None,
+            engine_addr: DEFAULT_ENGINE_ADDR.into(),
+            force_new_cluster: false,
+            autolock: false,
+            unlock_key: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_certificate_names_the_way_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let certs = Certificates::new(dir.path());
+        let cluster = certs::new_cluster("node1").expect("cluster");
+        let root =
+            swarm_ca::RootCa::from_pem(&cluster.root_ca.cert_pem, Some(&cluster.root_ca.key_pem))
+                .expect("root");
+        let key = swarm_ca::NodeKey::generate().expect("key");
+        let csr = swarm_ca::NodeKey::csr(&key, "node1").expect("csr");
+        let now = std::time::SystemTime::now();
+        let expired = root
+            .issue_with_validity_window(
+                &csr,
+                "node1",
+                NodeRole::Worker,
+                &cluster.cluster_id,
+                now - Duration::from_secs(7200),
+                now - Duration::from_secs(60),
+            )
+            .expect("expired certificate");
+        certs.save(&expired, &key, root.cert_pem()).expect("save");
+
+        let error = obtain_identity(&config(dir.path()), &certs, "node1")
+            .await
+            .expect_err("an expired certificate must not start the node silently")
+            .to_string();
+        assert!(error.contains("expired"), "{error}");
+        assert!(error.contains("--join-token"), "{error}");
+        // A valid certificate starts the node as before.
+        certs
+            .save(
+                cluster.identity.cert_pem(),
+                cluster.identity.key_pem(),
+                root.cert_pem(),
+            )
+            .expect("save");
+        let (identity, start) = obtain_identity(&config(dir.path()), &certs, "node1")
+            .await
+            .expect("valid certificate");
+        assert_eq!(identity.info().role, NodeRole::Manager);
+        assert!(matches!(start, StartMode::Restart));
+    }
 }

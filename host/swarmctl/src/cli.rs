@@ -78,6 +78,32 @@ pub enum NodeCommand {
     Pause { node: String },
     /// Move every task off a node (availability drain).
     Drain { node: String },
+    /// Make nodes managers: each renews its certificate and joins raft.
+    Promote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Make managers workers: each leaves raft, then runs as a worker. Refused for the last
+    /// manager and when the remaining managers would not have a quorum.
+    Demote {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove nodes from the cluster (a manager must be demoted first).
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+        /// Remove a node that is not down (its certificate is no longer admitted).
+        #[arg(long, short)]
+        force: bool,
+    },
+    /// Unlock this manager, locked at start (autolock) and waiting for its unlock key.
+    Unlock {
+        /// The unlock key (`SWMKEY-1-...`); read from standard input when absent.
+        #[arg(long)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -404,6 +430,12 @@ pub enum ClusterCommand {
         /// places tasks from the next scheduling pass.
         #[arg(long, value_name = "PLUGIN")]
         scheduler: Option<String>,
+    },
+    /// Show this manager's unlock key (autolock); none while autolock is off.
+    UnlockKey {
+        /// Make a new unlock key first (and turn autolock on); the old one stops working.
+        #[arg(long)]
+        rotate: bool,
     },
 }
 

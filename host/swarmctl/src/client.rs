@@ -17,6 +17,8 @@ use crate::error::{CliError, deepest_cause, io_detail};
 pub struct Manager {
     client: ControlClient<Channel>,
     socket: PathBuf,
+    /// Autolock: answered by this manager itself, even while it is locked.
+    unlock: pb::unlock_client::UnlockClient<Channel>,
 }
 
 /// The socket path from the flag, accepting a `unix://` prefix as in `swarmd --listen-control-api`.
@@ -51,8 +53,9 @@ impl Manager {
             .await
             .map_err(|e| CliError::unreachable(socket, deepest_cause(&e)))?;
         Ok(Manager {
-            client: ControlClient::new(channel).max_decoding_message_size(256 << 20),
+            client: ControlClient::new(channel.clone()).max_decoding_message_size(256 << 20),
             socket: socket.to_path_buf(),
+            unlock: pb::unlock_client::UnlockClient::new(channel),
         })
     }
 
@@ -129,6 +132,34 @@ impl Manager {
             "service",
             t::Service::try_from(required("service", service)?),
         )
+    }
+
+    /// This manager's unlock key (empty when autolock is off); a new one first with `rotate`.
+    pub async fn get_unlock_key(&mut self, rotate: bool) -> Result<String, CliError> {
+        let request = pb::GetUnlockKeyRequest { rotate };
+        let response = self.unlock.get_unlock_key(request).await;
+        Ok(response
+            .map_err(|s| self.status(s))?
+            .into_inner()
+            .unlock_key)
+    }
+
+    /// Unlocks a manager waiting at start.
+    pub async fn unlock_node(&mut self, unlock_key: String) -> Result<(), CliError> {
+        let request = pb::UnlockNodeRequest { unlock_key };
+        let response = self.unlock.unlock_node(request).await;
+        response.map_err(|s| self.status(s))?;
+        Ok(())
+    }
+
+    pub async fn remove_node(&mut self, id: &str, force: bool) -> Result<(), CliError> {
+        let request = pb::RemoveNodeRequest {
+            node_id: id.to_string(),
+            force,
+        };
+        let response = self.client.remove_node(request).await;
+        response.map_err(|s| self.status(s))?;
+        Ok(())
     }
 
     pub async fn remove_service(&mut self, id: &str) -> Result<(), CliError> {

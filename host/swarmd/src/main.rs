@@ -73,6 +73,21 @@ struct Args {
     /// `container`) becomes the node's default executor, next to `--executor`.
     #[arg(long, default_value = swarm_node::DEFAULT_ENGINE_ADDR, value_name = "ADDR")]
     engine_addr: String,
+
+    /// Recover a manager that lost quorum: keep its state, become the only manager; the others
+    /// must join again.
+    #[arg(long)]
+    force_new_cluster: bool,
+
+    /// Lock this manager's raft encryption key with an unlock key (SwarmKit's autolock) when the
+    /// key is created: the unlock key is printed once, and every later start needs
+    /// --unlock-key.
+    #[arg(long)]
+    autolock: bool,
+
+    /// The unlock key (`SWMKEY-1-...`) of a locked manager.
+    #[arg(long, env = "SWARMD_UNLOCK_KEY", hide_env_values = true)]
+    unlock_key: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -121,6 +136,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         join_addr: args.join_addr,
         join_token: args.join_token,
         engine_addr: args.engine_addr,
+        force_new_cluster: args.force_new_cluster,
+        autolock: args.autolock,
+        unlock_key: args.unlock_key,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

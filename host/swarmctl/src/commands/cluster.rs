@@ -16,6 +16,19 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut manager = context.connect().await?;
+    // Answered by this manager itself (even a locked one, which then says so).
+    if let ClusterCommand::UnlockKey { rotate } = command {
+        let key = manager.get_unlock_key(rotate).await?;
+        if key.is_empty() {
+            writeln!(
+                out,
+                "autolock is off: no unlock key (`cluster unlock-key --rotate` turns it on)"
+            )?;
+        } else {
+            writeln!(out, "{key}")?;
+        }
+        return Ok(());
+    }
     let mut clusters = manager.list_clusters().await?;
     clusters
         .sort_by(|a, b| (&a.spec.annotations.name, &a.id).cmp(&(&b.spec.annotations.name, &b.id)));
@@ -55,6 +68,8 @@ pub async fn run(
             let updated = manager.update_cluster(cluster, spec, rotation).await?;
             writeln!(out, "{}", updated.id)?;
         }
+        // Answered above.
+        ClusterCommand::UnlockKey { .. } => {}
     }
     Ok(())
 }

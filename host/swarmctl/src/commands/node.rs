@@ -1,4 +1,4 @@
-//! `swarmctl node ...`: list, inspect and update nodes (availability and labels).
+//! `swarmctl node ...`: list, inspect and update nodes (availability, labels, role), remove them.
 
 use std::io::Write;
 
@@ -38,6 +38,50 @@ pub async fn run(
         NodeCommand::Drain { node } => {
             set_availability(&mut manager, node, AvailabilityArg::Drain, out).await?
         }
+        NodeCommand::Promote { nodes } => {
+            set_role(&mut manager, &nodes, t::NodeRole::Manager, out).await?
+        }
+        NodeCommand::Demote { nodes } => {
+            set_role(&mut manager, &nodes, t::NodeRole::Worker, out).await?
+        }
+        NodeCommand::Rm { nodes, force } => {
+            let known = manager.list_nodes().await?;
+            for query in &nodes {
+                let node = resolve("node", query, &known, |_| false)?;
+                manager.remove_node(&node.id, force).await?;
+                writeln!(out, "{}", node.id)?;
+            }
+        }
+        NodeCommand::Unlock { key } => {
+            let key = match key {
+                Some(key) => key,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line
+                }
+            };
+            manager.unlock_node(key.trim().to_owned()).await?;
+            writeln!(out, "unlocked")?;
+        }
+    }
+    Ok(())
+}
+
+/// Sets the desired role of `queries`' nodes, one update each.
+async fn set_role(
+    manager: &mut Manager,
+    queries: &[String],
+    role: t::NodeRole,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    for query in queries {
+        let nodes = manager.list_nodes().await?;
+        let node = resolve("node", query, &nodes, |_| false)?;
+        let mut spec = node.spec.clone();
+        spec.desired_role = role;
+        let updated = manager.update_node(node, spec).await?;
+        writeln!(out, "{}", updated.id)?;
     }
     Ok(())
 }
