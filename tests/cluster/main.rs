@@ -3,8 +3,10 @@
 
 mod docker;
 mod errors;
+mod history;
 mod multi;
 mod plugins;
 mod recovery;
 mod runtimes;
+mod security;
 mod tour;

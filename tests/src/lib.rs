@@ -6,6 +6,8 @@
 //! The binaries come from the workspace's target directory (`cargo build --workspace --bins`,
 //! which `scripts/test.sh` runs first); a missing binary fails with that instruction.
 
+pub mod linearizability;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

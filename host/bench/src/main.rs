@@ -12,6 +12,8 @@
 //! Every child process (row processes, `swarmd`, the tasks `swarmd` starts) is killed on every
 //! exit path, including SIGINT and SIGTERM (not SIGKILL, which cannot be caught).
 
+mod cluster;
+mod cluster_writes;
 mod docker_replicas;
 mod native;
 mod plugin_calls;
@@ -49,6 +51,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Several swarmd on loopback: leader failover (kill -9 to the first acknowledged write)
+    /// and a worker's join (start to READY).
+    Cluster(cluster::ClusterArgs),
+    /// Write throughput of N managers (CreateService on the leader) against an etcd cluster of N
+    /// members (Put of values as large), same clients, same machine, same run.
+    ClusterWrites(cluster_writes::ClusterWritesArgs),
     /// SwarmKit's scheduler benchmark: N pending tasks on ready nodes, time until all are assigned.
     Scheduler(scheduler::SchedulerArgs),
     /// Write throughput and latency of service creates through one raft node.
@@ -102,6 +110,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Command::Scheduler(args) => scheduler::run(args, &mut output).await,
                 Command::RaftWrites(args) => raft_writes::run(args, &mut output).await,
                 Command::Startup(args) => startup::run(args, &mut output).await,
+                Command::Cluster(args) => cluster::run(args, &mut output).await,
+                Command::ClusterWrites(args) => cluster_writes::run(args, &mut output).await,
                 Command::Replicas(args) => replicas::run(args, &mut output).await,
                 Command::DockerReplicas(args) => docker_replicas::run(args, &mut output).await,
                 Command::PluginCalls(args) => plugin_calls::run(args, &mut output).await,

@@ -38,7 +38,7 @@ pub struct ReplicasArgs {
     command: String,
 }
 
-fn spec(replicas: u64, command: &str) -> ServiceSpec {
+pub(crate) fn spec(replicas: u64, command: &str) -> ServiceSpec {
     ServiceSpec {
         annotations: Annotations {
             name: "bench-sleep".to_owned(),

@@ -59,6 +59,15 @@ impl Swarmd {
     /// Like [`spawn`](Self::spawn), with the state dir's compiled-plugin cache
     /// (`plugins/cache/`) first filled from the files in `cache`.
     pub fn spawn_with_cache(binary: &Path, cache: Option<&Path>) -> anyhow::Result<Self> {
+        Self::spawn_with_args(binary, cache, &["--listen-remote-api", "127.0.0.1:0"])
+    }
+
+    /// Starts swarmd with a fresh state dir (its plugin cache seeded from `cache`) and `args`.
+    pub fn spawn_with_args(
+        binary: &Path,
+        cache: Option<&Path>,
+        args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("creating a temporary directory for swarmd")?;
         if let Some(cache) = cache {
             copy_files(cache, &dir.path().join(PLUGIN_CACHE))?;
@@ -70,7 +79,7 @@ impl Swarmd {
         let child = Command::new(binary)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
-            .args(["--listen-remote-api", "127.0.0.1:0"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err_log)
@@ -92,7 +101,16 @@ impl Swarmd {
         self.dir.path().join("state")
     }
 
-    fn socket(&self) -> PathBuf {
+    /// SIGKILL, no shutdown at all (its tasks are killed when this value is dropped).
+    pub fn kill9(&mut self) {
+        self.record_task_processes();
+        self.task_processes.extend(sys::children(self.child.id()));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The control socket.
+    pub fn socket(&self) -> PathBuf {
         self.state_dir().join("swarmd.sock")
     }
 
