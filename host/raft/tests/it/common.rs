@@ -150,3 +150,101 @@ pub fn snapshot_files(state_dir: &Path) -> (Vec<String>, Vec<String>) {
     snapshots.sort();
     (snapshots, temporaries)
 }
+
+/// One raft node serving real gRPC on a loopback port (the multi-node suites).
+pub struct Member {
+    pub node: RaftNode,
+    pub app: Arc<KvApp>,
+    pub addr: String,
+    pub id: u64,
+    server: tokio_util::sync::CancellationToken,
+}
+
+impl Member {
+    /// Starts node `id` in `dir`, serving raft on `addr` (a fresh port when `None`), with 50 ms
+    /// ticks (fast elections, yet a loaded machine keeps its leader); `config_of` adjusts the
+    /// configuration and sees the bound address.
+    pub async fn start(
+        id: u64,
+        dir: &Path,
+        addr: Option<&str>,
+        config_of: impl FnOnce(RaftConfig, &str) -> RaftConfig,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr.unwrap_or("127.0.0.1:0"))
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let mut config = RaftConfig::new(id, dir);
+        config.tick = Duration::from_millis(50);
+        config.election_tick = 10;
+        let app = Arc::new(KvApp::default());
+        let node = RaftNode::start(config_of(config, &addr), app.clone())
+            .await
+            .expect("start");
+        let server = tokio_util::sync::CancellationToken::new();
+        let service = node.grpc_service();
+        let shutdown = server.clone();
+        tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(listener),
+                    shutdown.cancelled(),
+                )
+                .await;
+        });
+        Self {
+            node,
+            app,
+            addr,
+            id,
+            server,
+        }
+    }
+
+    /// Stops the server and the raft node.
+    pub async fn stop(self) {
+        self.server.cancel();
+        self.node.shutdown().await.expect("shutdown");
+    }
+}
+
+/// A group of `dirs.len()` nodes: node 1 bootstraps, the others join as learners and are
+/// promoted; `config_of(id, config, addr)` adjusts each node's configuration.
+pub async fn group(
+    dirs: &[tempfile::TempDir],
+    config_of: impl Fn(u64, RaftConfig, &str) -> RaftConfig,
+) -> Vec<Member> {
+    let first = Member::start(1, dirs[0].path(), None, |c, a| config_of(1, c, a)).await;
+    first
+        .node
+        .bootstrap_single(first.addr.clone())
+        .await
+        .expect("bootstrap");
+    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    let mut members = vec![first];
+    for (index, dir) in dirs.iter().enumerate().skip(1) {
+        let id = index as u64 + 1;
+        let member = Member::start(id, dir.path(), None, |c, a| config_of(id, c, a)).await;
+        members[0]
+            .node
+            .add_learner(id, member.addr.clone())
+            .await
+            .expect("add learner");
+        members[0].node.promote(id).await.expect("promote");
+        members.push(member);
+    }
+    members
+}
+
+/// Polls `done` until it holds, failing the test after [`TIMEOUT`].
+pub async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -2,108 +2,21 @@
 //! learner then voter, replication, leader failover and catch-up, snapshots larger than a gRPC
 //! message sent in chunks, refusals.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use swarm_proto::pb;
-use swarm_raft::{RaftConfig, RaftError, RaftNode, RaftRole};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use swarm_raft::{RaftConfig, RaftError, RaftRole};
 
-use crate::common::{KvApp, TIMEOUT, must_propose};
+use crate::common::{Member, TIMEOUT, group, must_propose, wait_until};
 
-/// One node: its raft, app, address, state directory and server.
-struct Member {
-    node: RaftNode,
-    app: Arc<KvApp>,
-    addr: String,
-    id: u64,
-    server: CancellationToken,
-}
-
-fn config(id: u64, dir: &std::path::Path) -> RaftConfig {
-    let mut config = RaftConfig::new(id, dir);
-    // Short enough for fast elections, long enough that a loaded machine keeps its leader.
-    config.tick = Duration::from_millis(50);
-    config.election_tick = 10;
-    config
-}
-
-/// Starts node `id` in `dir`, serving raft on `addr` (a fresh port when `None`).
-async fn start(
-    id: u64,
-    dir: &std::path::Path,
-    addr: Option<&str>,
-    config_of: impl Fn(RaftConfig) -> RaftConfig,
-) -> Member {
-    let listener = TcpListener::bind(addr.unwrap_or("127.0.0.1:0"))
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let app = Arc::new(KvApp::default());
-    let node = RaftNode::start(config_of(config(id, dir)), app.clone())
-        .await
-        .expect("start");
-    let server = CancellationToken::new();
-    let service = node.grpc_service();
-    let shutdown = server.clone();
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
-            .await;
-    });
-    Member {
-        node,
-        app,
-        addr,
-        id,
-        server,
-    }
-}
-
-async fn stop(member: Member) {
-    member.server.cancel();
-    member.node.shutdown().await.expect("shutdown");
-}
-
-async fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// A three-node group: node 1 bootstraps, 2 and 3 join as learners and are promoted.
-async fn three(dirs: &[tempfile::TempDir; 3]) -> Vec<Member> {
-    let first = start(1, dirs[0].path(), None, |c| c).await;
-    first
-        .node
-        .bootstrap_single(first.addr.clone())
-        .await
-        .expect("bootstrap");
-    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
-    let mut members = vec![first];
-    for id in [2, 3] {
-        let member = start(id, dirs[id as usize - 1].path(), None, |c| c).await;
-        members[0]
-            .node
-            .add_learner(id, member.addr.clone())
-            .await
-            .expect("add learner");
-        members[0].node.promote(id).await.expect("promote");
-        members.push(member);
-    }
-    members
-}
-
+/// Three fresh state directories.
 fn dirs() -> [tempfile::TempDir; 3] {
     [(); 3].map(|()| tempfile::tempdir().expect("tempdir"))
+}
+
+/// A three-node group with default settings.
+async fn three(dirs: &[tempfile::TempDir; 3]) -> Vec<Member> {
+    group(dirs, |_, c, _| c).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,13 +29,13 @@ async fn members_join_as_learners_then_vote_and_replicate() {
 
     let (index, _) = must_propose(&members[0].node, "set k v").await;
     for member in &members {
-        wait("replication to every member", || {
+        wait_until("replication to every member", || {
             member.app.state().entries.get("k").map(String::as_str) == Some("v")
         })
         .await;
     }
     // The leader reports how far each follower's log matches; followers report nothing.
-    wait("the leader to see both followers match", || {
+    wait_until("the leader to see both followers match", || {
         let replication = members[0].node.metrics().replication;
         [2, 3]
             .iter()
@@ -142,7 +55,7 @@ async fn members_join_as_learners_then_vote_and_replicate() {
         other => panic!("a follower accepted a write: {other:?}"),
     }
     // The leader hears from both followers.
-    wait("peers reachable", || {
+    wait_until("peers reachable", || {
         members[0].node.peer_reachable(2) && members[0].node.peer_reachable(3)
     })
     .await;
@@ -156,7 +69,7 @@ async fn members_join_as_learners_then_vote_and_replicate() {
         Err(RaftError::NotLeader { .. })
     ));
     for member in members {
-        stop(member).await;
+        member.stop().await;
     }
 }
 
@@ -167,7 +80,7 @@ async fn a_new_leader_takes_over_and_the_old_one_catches_up() {
     must_propose(&members[0].node, "set before failover").await;
     let old = members.remove(0);
     let old_addr = old.addr.clone();
-    stop(old).await;
+    old.stop().await;
 
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     let leader = loop {
@@ -187,29 +100,29 @@ async fn a_new_leader_takes_over_and_the_old_one_catches_up() {
         .expect("caught up");
     must_propose(&leader.node, "set after failover").await;
     // The old leader restarts on the same directory and address, and catches up.
-    let back = start(1, dirs[0].path(), Some(&old_addr), |c| c).await;
-    wait("the restarted node to catch up", || {
+    let back = Member::start(1, dirs[0].path(), Some(&old_addr), |c, _| c).await;
+    wait_until("the restarted node to catch up", || {
         let state = back.app.state();
         state.entries.get("before").map(String::as_str) == Some("failover")
             && state.entries.get("after").map(String::as_str) == Some("failover")
     })
     .await;
     assert_ne!(back.node.metrics().role, RaftRole::Leader);
-    stop(back).await;
+    back.stop().await;
     for member in members {
-        stop(member).await;
+        member.stop().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_snapshot_reaches_a_new_member_in_chunks() {
     let dirs = dirs();
-    let small_snapshots = |mut c: RaftConfig| {
+    let small_snapshots = |mut c: RaftConfig, _: &str| {
         c.snapshot_interval = 5;
         c.logs_to_keep = 2;
         c
     };
-    let first = start(1, dirs[0].path(), None, small_snapshots).await;
+    let first = Member::start(1, dirs[0].path(), None, small_snapshots).await;
     first
         .node
         .bootstrap_single(first.addr.clone())
@@ -225,18 +138,18 @@ async fn a_large_snapshot_reaches_a_new_member_in_chunks() {
         must_propose(&first.node, &format!("set small{i} v")).await;
     }
     first.node.trigger_snapshot().await.expect("snapshot");
-    wait("a snapshot that purged the log", || {
+    wait_until("a snapshot that purged the log", || {
         first.node.metrics().purged_index.is_some()
     })
     .await;
 
-    let joiner = start(2, dirs[1].path(), None, small_snapshots).await;
+    let joiner = Member::start(2, dirs[1].path(), None, small_snapshots).await;
     first
         .node
         .add_learner(2, joiner.addr.clone())
         .await
         .expect("learner catches up");
-    wait("the learner to apply the snapshot", || {
+    wait_until("the learner to apply the snapshot", || {
         joiner.app.state().entries.len() == 12
     })
     .await;
@@ -249,8 +162,8 @@ async fn a_large_snapshot_reaches_a_new_member_in_chunks() {
         "{:?}",
         first.node.metrics()
     );
-    stop(joiner).await;
-    stop(first).await;
+    joiner.stop().await;
+    first.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -267,7 +180,7 @@ async fn membership_changes_and_removed_members() {
     step("promote", leader.promote(3)).await;
     // Node 3 dies for good: two voters of three still commit, and remove it.
     let dead = members.pop().expect("member 3");
-    stop(dead).await;
+    dead.stop().await;
     step("propose", leader.propose(b"set with one down".to_vec())).await;
     step("remove", leader.remove(3)).await;
     let status = leader.metrics();
@@ -283,8 +196,8 @@ async fn membership_changes_and_removed_members() {
     // Node 2 restarts on another port; the leader records its new address and replicates to
     // it there.
     let moved = members.pop().expect("member 2");
-    stop(moved).await;
-    let moved = start(2, dirs[1].path(), None, |c| c).await;
+    moved.stop().await;
+    let moved = Member::start(2, dirs[1].path(), None, |c, _| c).await;
     step("set addr", leader.set_addr(2, moved.addr.clone())).await;
     let addr = leader
         .metrics()
@@ -294,20 +207,20 @@ async fn membership_changes_and_removed_members() {
         .map(|m| m.addr.clone());
     assert_eq!(addr.as_deref(), Some(moved.addr.as_str()));
     step("propose", leader.propose(b"set moved yes".to_vec())).await;
-    wait("replication to the moved member", || {
+    wait_until("replication to the moved member", || {
         moved.app.state().entries.get("moved").map(String::as_str) == Some("yes")
     })
     .await;
-    stop(moved).await;
+    moved.stop().await;
     for member in members {
-        stop(member).await;
+        member.stop().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_member_receives_large_entries_over_several_requests() {
     let dirs = dirs();
-    let first = start(1, dirs[0].path(), None, |c| c).await;
+    let first = Member::start(1, dirs[0].path(), None, |c, _| c).await;
     first
         .node
         .bootstrap_single(first.addr.clone())
@@ -320,25 +233,25 @@ async fn a_lagging_member_receives_large_entries_over_several_requests() {
     for i in 0..3 {
         must_propose(&first.node, &format!("set big{i} {value}")).await;
     }
-    let joiner = start(2, dirs[1].path(), None, |c| c).await;
+    let joiner = Member::start(2, dirs[1].path(), None, |c, _| c).await;
     step(
         "add learner",
         first.node.add_learner(2, joiner.addr.clone()),
     )
     .await;
-    wait("the learner to apply the large entries", || {
+    wait_until("the learner to apply the large entries", || {
         joiner.app.state().entries.len() == 3
     })
     .await;
     assert_eq!(joiner.node.metrics().snapshot_index, None);
-    stop(joiner).await;
-    stop(first).await;
+    joiner.stop().await;
+    first.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adding_a_learner_nobody_answers_for_gives_up() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let first = start(1, dir.path(), None, |mut c| {
+    let first = Member::start(1, dir.path(), None, |mut c, _| {
         c.learner_stall_timeout = Duration::from_millis(500);
         c
     })
@@ -370,7 +283,7 @@ async fn adding_a_learner_nobody_answers_for_gives_up() {
     );
     must_propose(&first.node, "set still works").await;
     step("remove", first.node.remove(2)).await;
-    stop(first).await;
+    first.stop().await;
 }
 
 /// Awaits a raft operation, failing the test (naming it) on error or after [`TIMEOUT`].
@@ -387,7 +300,7 @@ async fn step<T: std::fmt::Debug>(
 #[tokio::test]
 async fn malformed_messages_are_refused_as_invalid() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let member = start(1, dir.path(), None, |c| c).await;
+    let member = Member::start(1, dir.path(), None, |c, _| c).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", member.addr))
         .expect("endpoint")
         .connect()
@@ -446,6 +359,5 @@ async fn malformed_messages_are_refused_as_invalid() {
         .expect_err("skips ahead");
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("skips ahead"), "{status:?}");
-    let _ = member.id;
-    stop(member).await;
+    member.stop().await;
 }

@@ -10,13 +10,11 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use swarm_raft::{ChannelMaker, RaftConfig, RaftError, RaftNode, RaftRole};
+use swarm_raft::{ChannelMaker, RaftError, RaftRole};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpStream;
 
-use crate::common::{KvApp, TIMEOUT};
+use crate::common::{Member, TIMEOUT, group, wait_until};
 
 /// The links that are cut, as (from node id, to address).
 #[derive(Clone, Default)]
@@ -128,61 +126,13 @@ impl AsyncWrite for Cuttable {
     }
 }
 
-struct Member {
-    node: RaftNode,
-    app: Arc<KvApp>,
-    addr: String,
-    id: u64,
-    server: CancellationToken,
-}
-
-async fn start(id: u64, dir: &std::path::Path, network: &Network) -> Member {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let app = Arc::new(KvApp::default());
-    let mut config = RaftConfig::new(id, dir);
-    config.tick = Duration::from_millis(50);
-    config.election_tick = 10;
-    config.channels = network.channels(id);
-    let node = RaftNode::start(config, app.clone()).await.expect("start");
-    let server = CancellationToken::new();
-    let service = node.grpc_service();
-    let shutdown = server.clone();
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
-            .await;
-    });
-    Member {
-        node,
-        app,
-        addr,
-        id,
-        server,
-    }
-}
-
+/// Three nodes whose raft connections all go through `network`.
 async fn three(dirs: &[tempfile::TempDir], network: &Network) -> Vec<Member> {
-    let first = start(1, dirs[0].path(), network).await;
-    first
-        .node
-        .bootstrap_single(first.addr.clone())
-        .await
-        .expect("bootstrap");
-    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
-    let mut members = vec![first];
-    for id in [2u64, 3] {
-        let member = start(id, dirs[id as usize - 1].path(), network).await;
-        members[0]
-            .node
-            .add_learner(id, member.addr.clone())
-            .await
-            .expect("learner");
-        members[0].node.promote(id).await.expect("promote");
-        members.push(member);
-    }
-    members
+    group(dirs, |id, mut c, _| {
+        c.channels = network.channels(id);
+        c
+    })
+    .await
 }
 
 /// Cuts (or heals) every link between `node` and the others, both ways.
@@ -195,25 +145,13 @@ fn isolate(network: &Network, members: &[Member], node: usize, cut: bool) {
     }
 }
 
-async fn wait(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    while !done() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn value(member: &Member, key: &str) -> Option<String> {
     member.app.state().entries.get(key).cloned()
 }
 
 async fn stop(members: Vec<Member>) {
     for member in members {
-        member.server.cancel();
-        let _ = member.node.shutdown().await;
+        member.stop().await;
     }
 }
 
@@ -242,7 +180,7 @@ async fn an_isolated_leader_is_replaced_and_its_unacknowledged_write_is_dropped(
         "an isolated leader acknowledged a write: {stale:?}"
     );
     // The majority elects one of its own and takes writes.
-    wait("a leader among the majority", || {
+    wait_until("a leader among the majority", || {
         members[1..]
             .iter()
             .any(|m| m.node.metrics().role == RaftRole::Leader)
@@ -265,13 +203,13 @@ async fn an_isolated_leader_is_replaced_and_its_unacknowledged_write_is_dropped(
 
     // Healed: the old leader follows, has the majority's write, and its own is gone.
     isolate(&network, &members, 0, false);
-    wait("the old leader to catch up", || {
+    wait_until("the old leader to catch up", || {
         value(&members[0], "during").as_deref() == Some("partition majority")
     })
     .await;
     assert_ne!(members[0].node.metrics().role, RaftRole::Leader);
     for member in &members {
-        wait("every member to agree", || {
+        wait_until("every member to agree", || {
             value(member, "during").as_deref() == Some("partition majority")
         })
         .await;
@@ -312,7 +250,7 @@ async fn an_isolated_follower_does_not_stop_the_majority_and_catches_up() {
     // own (a higher term) before the partition heals.
     tokio::time::sleep(Duration::from_millis(1200)).await;
     isolate(&network, &members, 2, false);
-    wait("the follower to catch up", || {
+    wait_until("the follower to catch up", || {
         value(&members[2], "k19").as_deref() == Some("v19")
     })
     .await;

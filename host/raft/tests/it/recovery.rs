@@ -2,79 +2,17 @@
 //! and snapshots encrypted at rest.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use swarm_raft::{RaftConfig, RaftNode, RaftRole};
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::CancellationToken;
+use swarm_raft::{RaftNode, RaftRole};
 
-use crate::common::{KvApp, TIMEOUT, must_propose, must_reach, must_start_leader, test_config};
-
-struct Member {
-    node: RaftNode,
-    app: Arc<KvApp>,
-    addr: String,
-    server: CancellationToken,
-}
-
-/// Starts node `id` in `dir` on a fresh loopback port; `config_of` sees the bound address.
-async fn start(
-    id: u64,
-    dir: &std::path::Path,
-    config_of: impl Fn(RaftConfig, &str) -> RaftConfig,
-) -> Member {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let mut config = RaftConfig::new(id, dir);
-    config.tick = Duration::from_millis(20);
-    let app = Arc::new(KvApp::default());
-    let node = RaftNode::start(config_of(config, &addr), app.clone())
-        .await
-        .expect("start");
-    let server = CancellationToken::new();
-    let service = node.grpc_service();
-    let shutdown = server.clone();
-    tokio::spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown.cancelled())
-            .await;
-    });
-    Member {
-        node,
-        app,
-        addr,
-        server,
-    }
-}
-
-async fn stop(member: Member) {
-    member.server.cancel();
-    member.node.shutdown().await.expect("shutdown");
-}
+use crate::common::{
+    KvApp, Member, TIMEOUT, group, must_propose, must_reach, must_start_leader, test_config,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn force_new_cluster_keeps_the_state_and_leads_alone() {
     let dirs = [(); 3].map(|()| tempfile::tempdir().expect("tempdir"));
-    let first = start(1, dirs[0].path(), |c, _| c).await;
-    first
-        .node
-        .bootstrap_single(first.addr.clone())
-        .await
-        .expect("bootstrap");
-    first.node.wait_for_leader(TIMEOUT).await.expect("leader");
-    let mut members = vec![first];
-    for id in [2u64, 3] {
-        let member = start(id, dirs[id as usize - 1].path(), |c, _| c).await;
-        members[0]
-            .node
-            .add_learner(id, member.addr.clone())
-            .await
-            .expect("add learner");
-        members[0].node.promote(id).await.expect("promote");
-        members.push(member);
-    }
+    let members = group(&dirs, |_, c, _| c).await;
     must_propose(&members[0].node, "set before snapshot").await;
     members[1].node.trigger_snapshot().await.ok();
     must_reach(&members[1].node, "a snapshot on node 2", |s| {
@@ -94,11 +32,11 @@ async fn force_new_cluster_keeps_the_state_and_leads_alone() {
     assert_eq!(expected.get("counter").map(String::as_str), Some("10"));
     let old_term = members[1].node.metrics().term;
     for member in members {
-        stop(member).await;
+        member.stop().await;
     }
 
     // Quorum is lost for good: node 2 alone is forced into a new cluster, on a new address.
-    let forced = start(2, dirs[1].path(), |mut c, addr| {
+    let forced = Member::start(2, dirs[1].path(), None, |mut c, addr| {
         c.force_new_cluster = Some(addr.to_owned());
         c
     })
@@ -117,10 +55,10 @@ async fn force_new_cluster_keeps_the_state_and_leads_alone() {
     assert_eq!(forced.app.state().entries, expected);
     must_propose(&forced.node, "set after force").await;
     let addr = forced.addr.clone();
-    stop(forced).await;
+    forced.stop().await;
 
     // A plain restart keeps the new one-member cluster and everything in it.
-    let again = start(2, dirs[1].path(), |c, _| c).await;
+    let again = Member::start(2, dirs[1].path(), None, |c, _| c).await;
     again.node.wait_for_leader(TIMEOUT).await.expect("leader");
     let status = again.node.metrics();
     assert_eq!(status.members.len(), 1, "{status:?}");
@@ -131,7 +69,7 @@ async fn force_new_cluster_keeps_the_state_and_leads_alone() {
         Some("force")
     );
     assert_eq!(state.entries.get("counter").map(String::as_str), Some("10"));
-    stop(again).await;
+    again.stop().await;
 }
 
 #[tokio::test]
