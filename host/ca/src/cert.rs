@@ -99,14 +99,10 @@ pub struct RootCa {
 impl std::fmt::Debug for RootCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RootCa")
-            .field("digest", &hex(&self.digest))
+            .field("digest", &swarm_types::digest_hex(&self.digest))
             .field("can_sign", &self.can_sign())
             .finish()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl RootCa {
@@ -134,7 +130,7 @@ impl RootCa {
             .self_signed(&key)
             .map_err(|e| invalid("signing the root CA", e))?;
         let root = Self::from_pem(&cert.pem(), Some(&key.serialize_pem()))?;
-        info!(cluster_id, digest = %hex(&root.digest), "generated a new root CA");
+        info!(cluster_id, digest = %swarm_types::digest_hex(&root.digest), "generated a new root CA");
         Ok(root)
     }
 

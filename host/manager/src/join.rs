@@ -32,10 +32,6 @@ pub struct Issued {
     pub cluster_id: String,
 }
 
-fn hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn status_error(what: &str, addr: &str, status: tonic::Status) -> ManagerError {
     let message = format!("{what} at {addr}: {}", status.message());
     match status.code() {
@@ -89,8 +85,8 @@ pub async fn fetch_root_ca(addr: &str, token: &JoinToken) -> Result<RootCa, Mana
         return Err(ManagerError::PermissionDenied(format!(
             "the manager at {addr} presented root CA sha256:{} but the join token pins \
              sha256:{}: this token is for another cluster (or someone is in the way)",
-            hex(&digest),
-            hex(&token.ca_digest())
+            swarm_types::digest_hex(&digest),
+            swarm_types::digest_hex(&token.ca_digest())
         )));
     }
     Ok(root)

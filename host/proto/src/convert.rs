@@ -750,7 +750,7 @@ impl From<t::Cluster> for pb::Cluster {
         let digest = c
             .root_ca
             .join_tokens()
-            .map(|tokens| hex_digest(&tokens.worker.ca_digest()))
+            .map(|tokens| t::digest_hex(&tokens.worker.ca_digest()))
             .unwrap_or_default();
         pb::Cluster {
             id: c.id,
@@ -788,11 +788,6 @@ impl TryFrom<pb::Cluster> for t::Cluster {
             },
         })
     }
-}
-
-/// A sha256 digest as lowercase hex.
-fn hex_digest(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 // ---- plugins -----------------------------------------------------------------------------

@@ -105,6 +105,17 @@ impl FromStr for JoinToken {
     }
 }
 
+/// A sha256 digest (such as the root CA's, which tokens pin) as lowercase hex.
+pub fn digest_hex(digest: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(64);
+    for byte in digest {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    text
+}
+
 /// The cluster's current tokens, one per role.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JoinTokens {
@@ -192,6 +203,17 @@ mod tests {
 
     fn token(digest: u8, secret: u8) -> JoinToken {
         JoinToken::new([digest; 32], [secret; 16])
+    }
+
+    #[test]
+    fn digests_print_as_lowercase_hex() {
+        let mut digest = [0u8; 32];
+        digest[0] = 0xab;
+        digest[31] = 0x0f;
+        let text = digest_hex(&digest);
+        assert_eq!(text.len(), 64);
+        assert!(text.starts_with("ab00"), "{text}");
+        assert!(text.ends_with("000f"), "{text}");
     }
 
     #[test]

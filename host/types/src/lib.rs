@@ -28,7 +28,7 @@ pub use constraint::{Constraint, ConstraintOp, node_satisfies};
 pub use container::{ContainerSpec, Mount, MountKind, RESERVED_LABEL_PREFIX};
 pub use id::{ID_LEN, new_id};
 pub use join_token::{
-    JOIN_TOKEN_PREFIX, JOIN_TOKEN_VERSION, JoinToken, JoinTokenError, JoinTokens,
+    JOIN_TOKEN_PREFIX, JOIN_TOKEN_VERSION, JoinToken, JoinTokenError, JoinTokens, digest_hex,
 };
 pub use meta::{Annotations, Meta, Timestamp};
 pub use node::{

@@ -133,14 +133,6 @@ fn fields(c: &t::Cluster, now: t::Timestamp) -> String {
 fn root_ca_digest(c: &t::Cluster) -> String {
     c.root_ca
         .join_tokens()
-        .map(|tokens| {
-            let hex: String = tokens
-                .worker
-                .ca_digest()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            format!("sha256:{hex}")
-        })
+        .map(|tokens| format!("sha256:{}", t::digest_hex(&tokens.worker.ca_digest())))
         .unwrap_or_default()
 }
