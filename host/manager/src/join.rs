@@ -92,6 +92,69 @@ pub async fn fetch_root_ca(addr: &str, token: &JoinToken) -> Result<RootCa, Mana
     Ok(root)
 }
 
+/// Calls `call` until it answers, while the managers answer `Unavailable` (no leader yet, or
+/// one catching up), for at most `timeout`; `what` names the call in errors.
+async fn while_unavailable<T, Fut>(
+    what: &str,
+    addr: &str,
+    timeout: Duration,
+    mut call: impl FnMut() -> Fut,
+) -> Result<T, ManagerError>
+where
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let attempt = tokio::time::timeout_at(deadline, call())
+            .await
+            .map_err(|_| ManagerError::Unavailable(format!("{what} at {addr}: timed out")))?;
+        match attempt {
+            Ok(response) => return Ok(response.into_inner()),
+            Err(s)
+                if s.code() == tonic::Code::Unavailable
+                    && tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
+            {
+                warn!(%addr, error = %s.message(), "{what}: not possible yet; retrying");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Err(s) => return Err(status_error(what, addr, s)),
+        }
+    }
+}
+
+/// Sends a certificate request for `key_pem` over `config` and reads the answer.
+async fn issue(
+    addr: &str,
+    config: std::sync::Arc<swarm_ca::rustls::ClientConfig>,
+    key_pem: &str,
+    node_id: &str,
+    token: &str,
+    hostname: &str,
+) -> Result<Issued, ManagerError> {
+    let csr_pem = NodeKey::csr(key_pem, node_id)
+        .map_err(|e| ManagerError::Internal(format!("building the certificate request: {e}")))?;
+    let client = pb::node_ca_client::NodeCaClient::new(channel(addr, config)?);
+    let request = pb::IssueNodeCertificateRequest {
+        csr_pem,
+        token: token.to_string(),
+        node_id: node_id.to_string(),
+        hostname: hostname.to_string(),
+    };
+    let response = while_unavailable("requesting a certificate", addr, ISSUE_TIMEOUT, || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.issue_node_certificate(request).await }
+    })
+    .await?;
+    Ok(Issued {
+        node_id: response.node_id,
+        role: role_of(response.role)?,
+        certificate_pem: response.certificate_pem,
+        root_ca_pem: response.root_ca_pem,
+        cluster_id: response.cluster_id,
+    })
+}
+
 /// Asks the managers at `addr` for a certificate for `node_id`'s key, presenting `token`.
 pub async fn request_certificate(
     addr: &str,
@@ -101,47 +164,9 @@ pub async fn request_certificate(
     hostname: &str,
     key_pem: &str,
 ) -> Result<Issued, ManagerError> {
-    let csr_pem = NodeKey::csr(key_pem, node_id)
-        .map_err(|e| ManagerError::Internal(format!("building the certificate request: {e}")))?;
     let config = swarm_ca::anonymous_client_config(root)
         .map_err(|e| ManagerError::Internal(format!("TLS client: {e}")))?;
-    let mut client = pb::node_ca_client::NodeCaClient::new(channel(addr, config)?);
-    let request = pb::IssueNodeCertificateRequest {
-        csr_pem,
-        token: token.to_string(),
-        node_id: node_id.to_string(),
-        hostname: hostname.to_string(),
-    };
-    let deadline = tokio::time::Instant::now() + ISSUE_TIMEOUT;
-    let response = loop {
-        let attempt =
-            tokio::time::timeout_at(deadline, client.issue_node_certificate(request.clone()))
-                .await
-                .map_err(|_| {
-                    ManagerError::Unavailable(format!(
-                        "requesting a certificate from {addr}: timed out"
-                    ))
-                })?;
-        match attempt {
-            Ok(response) => break response.into_inner(),
-            // No leader yet: the managers are electing one.
-            Err(s)
-                if s.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
-            {
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            Err(s) => return Err(status_error("requesting a certificate", addr, s)),
-        }
-    };
-    let role = role_of(response.role)?;
-    Ok(Issued {
-        node_id: response.node_id,
-        role,
-        certificate_pem: response.certificate_pem,
-        root_ca_pem: response.root_ca_pem,
-        cluster_id: response.cluster_id,
-    })
+    issue(addr, config, key_pem, node_id, token, hostname).await
 }
 
 /// Renews this node's certificate through the managers at `addr` (a new certificate for the
@@ -151,33 +176,11 @@ pub async fn renew_certificate(
     identity: &NodeIdentity,
     hostname: &str,
 ) -> Result<Issued, ManagerError> {
-    let csr_pem = NodeKey::csr(identity.key_pem(), &identity.info().node_id)
-        .map_err(|e| ManagerError::Internal(format!("building the certificate request: {e}")))?;
     let config = identity
         .client_config()
         .map_err(|e| ManagerError::Internal(format!("TLS client: {e}")))?;
-    let mut client = pb::node_ca_client::NodeCaClient::new(channel(addr, config)?);
-    let response = tokio::time::timeout(
-        ISSUE_TIMEOUT,
-        client.issue_node_certificate(pb::IssueNodeCertificateRequest {
-            csr_pem,
-            token: String::new(),
-            node_id: identity.info().node_id.clone(),
-            hostname: hostname.to_string(),
-        }),
-    )
-    .await
-    .map_err(|_| ManagerError::Unavailable(format!("renewing at {addr}: timed out")))?
-    .map_err(|s| status_error("renewing the certificate", addr, s))?
-    .into_inner();
-    let role = role_of(response.role)?;
-    Ok(Issued {
-        node_id: response.node_id,
-        role,
-        certificate_pem: response.certificate_pem,
-        root_ca_pem: response.root_ca_pem,
-        cluster_id: response.cluster_id,
-    })
+    let node_id = &identity.info().node_id;
+    issue(addr, config, identity.key_pem(), node_id, "", hostname).await
 }
 
 /// Joins the raft group through the manager at `addr` (forwarded to the leader), as `raft_id`
@@ -191,34 +194,19 @@ pub async fn join_raft(
     let config = identity
         .client_config()
         .map_err(|e| ManagerError::Internal(format!("TLS client: {e}")))?;
-    let mut client = pb::raft_membership_client::RaftMembershipClient::new(channel(addr, config)?);
+    let client = pb::raft_membership_client::RaftMembershipClient::new(channel(addr, config)?);
     let request = pb::RaftJoinRequest {
         raft_id,
         addr: advertise_addr.to_string(),
     };
-    let deadline = tokio::time::Instant::now() + RAFT_JOIN_TIMEOUT;
-    loop {
-        let attempt = tokio::time::timeout_at(deadline, client.join(request.clone()))
-            .await
-            .map_err(|_| {
-                ManagerError::Unavailable(format!("joining raft through {addr}: timed out"))
-            })?;
-        match attempt {
-            Ok(response) => {
-                let members = response.into_inner().members.len();
-                info!(%addr, raft_id, members, "joined the raft group");
-                return Ok(());
-            }
-            Err(s)
-                if s.code() == tonic::Code::Unavailable
-                    && tokio::time::Instant::now() + RETRY_PAUSE < deadline =>
-            {
-                warn!(%addr, error = %s.message(), "raft join not possible yet; retrying");
-                tokio::time::sleep(RETRY_PAUSE).await;
-            }
-            Err(s) => return Err(status_error("joining raft", addr, s)),
-        }
-    }
+    let response = while_unavailable("joining raft", addr, RAFT_JOIN_TIMEOUT, || {
+        let mut client = client.clone();
+        let request = request.clone();
+        async move { client.join(request).await }
+    })
+    .await?;
+    info!(%addr, raft_id, members = response.members.len(), "joined the raft group");
+    Ok(())
 }
 
 /// A manager that restarted with a new address tells the leader (through any member it knows)
