@@ -105,7 +105,7 @@ async fn catch_up(binary: &Path, args: &ClusterArgs) -> anyhow::Result<(Duration
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

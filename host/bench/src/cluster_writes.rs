@@ -12,6 +12,7 @@ use prost::Message as _;
 use swarm_proto::pb;
 use tonic::transport::Channel;
 
+use crate::raft_writes::percentile;
 use crate::report::{Output, Row};
 use crate::swarmd::{self, POLL};
 
@@ -40,22 +41,6 @@ pub struct ClusterWritesArgs {
     /// How long each row writes.
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (fraction * sorted.len() as f64).ceil() as usize;
-    sorted
-        .get(rank.clamp(1, sorted.len()) - 1)
-        .map(Duration::as_secs_f64)
 }
 
 fn row(
@@ -93,7 +78,7 @@ fn create_request(client: usize, sequence: u64) -> pb::CreateServiceRequest {
 }
 
 /// Runs `clients` loops of `write` for `duration`; returns every acknowledged write's latency.
-async fn drive<F, Fut>(
+pub(crate) async fn drive<F, Fut>(
     clients: usize,
     duration: Duration,
     write: F,
@@ -184,8 +169,11 @@ impl Etcd {
         let mut peers = Vec::new();
         let mut clients = Vec::new();
         for i in 0..members {
-            peers.push(format!("m{i}=http://127.0.0.1:{}", free_port()?));
-            clients.push(format!("http://127.0.0.1:{}", free_port()?));
+            peers.push(format!(
+                "m{i}=http://127.0.0.1:{}",
+                crate::cluster::free_port()?
+            ));
+            clients.push(format!("http://127.0.0.1:{}", crate::cluster::free_port()?));
         }
         let initial = peers.join(",");
         let mut children = Vec::new();

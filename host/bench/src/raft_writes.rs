@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use swarm_manager::{Committer, RaftCommitter, StoreApp};
@@ -88,7 +88,8 @@ fn service(name: String) -> Service {
     }
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Option<f64> {
+/// The nearest-rank percentile of sorted durations, in seconds.
+pub(crate) fn percentile(sorted: &[Duration], fraction: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
@@ -131,34 +132,21 @@ async fn drive(raft: &RaftNode, clients: usize, duration: Duration) -> anyhow::R
     let committer = Arc::new(RaftCommitter::new(raft.clone()));
     let first_index = raft.metrics().last_log_index.unwrap_or(0);
 
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut workers = tokio::task::JoinSet::new();
-    for client in 0..clients {
-        let committer = committer.clone();
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut sequence = 0u64;
-            while Instant::now() < deadline {
+    let (elapsed, mut latencies) =
+        crate::cluster_writes::drive(clients, duration, move |client, sequence| {
+            let committer = committer.clone();
+            async move {
                 let batch = Batch::new(vec![Action::Create(Object::Service(service(format!(
                     "bench-{client}-{sequence}"
                 ))))]);
-                let sent = Instant::now();
                 committer
                     .commit(batch)
                     .await
                     .with_context(|| format!("client {client}: committing a service"))?;
-                latencies.push(sent.elapsed());
-                sequence += 1;
+                Ok(())
             }
-            anyhow::Ok(latencies)
-        });
-    }
-    let mut latencies = Vec::new();
-    while let Some(joined) = workers.join_next().await {
-        latencies.extend(joined.context("a client task failed")??);
-    }
-    let elapsed = started.elapsed();
+        })
+        .await?;
     let entries = raft
         .metrics()
         .last_log_index
