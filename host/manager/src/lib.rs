@@ -46,8 +46,6 @@ pub use scheduler::{Placer, SchedulerDriver};
 
 /// How long a starting manager waits for its raft group to have a leader.
 const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often the term loop checks whether this manager still leads.
-const LEADERSHIP_POLL: Duration = Duration::from_millis(20);
 /// Connect timeout of the channels to other managers.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// File in the raft directory holding this manager's raft id.
@@ -504,11 +502,9 @@ impl TermContext {
     async fn run(self, cancel: CancellationToken) {
         loop {
             // Wait to lead.
-            while !self.raft.is_leader() {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(LEADERSHIP_POLL) => {}
-                }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                led = self.raft.wait_leading(true) => if led.is_err() { return },
             }
             // Apply everything the log held at election before acting on the store.
             if let Err(e) = self.raft.wait_for_leader(LEADER_TIMEOUT).await {
@@ -526,8 +522,9 @@ impl TermContext {
             .await
             {
                 warn!(error = %e, "leader could not write the cluster object; waiting for the next term");
-                while self.raft.is_leader() && !cancel.is_cancelled() {
-                    tokio::time::sleep(LEADERSHIP_POLL).await;
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    _ = self.raft.wait_leading(false) => {}
                 }
                 continue;
             }
@@ -541,13 +538,9 @@ impl TermContext {
                 }
                 Err(e) => warn!(error = %e, "starting the leader's loops"),
             }
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    () = tokio::time::sleep(LEADERSHIP_POLL) => {
-                        if !self.raft.is_leader() { break; }
-                    }
-                }
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                _ = self.raft.wait_leading(false) => {}
             }
             self.leadership.set_term(None);
             term_cancel.cancel();

@@ -475,6 +475,17 @@ impl RaftNode {
         }
     }
 
+    /// Waits until this node leads (`leading`) or no longer does; fails once the node stops.
+    pub async fn wait_leading(&self, leading: bool) -> Result<(), RaftError> {
+        let mut metrics = self.inner.raft.metrics();
+        loop {
+            if (metrics.borrow_and_update().state == ServerState::Leader) == leading {
+                return Ok(());
+            }
+            metrics.changed().await.map_err(|_| RaftError::ShutDown)?;
+        }
+    }
+
     /// Whether this node currently believes it is the leader.
     pub fn is_leader(&self) -> bool {
         self.inner.raft.metrics().borrow().state == ServerState::Leader
