@@ -8,5 +8,6 @@ mod multi;
 mod plugins;
 mod recovery;
 mod runtimes;
+mod secrets;
 mod security;
 mod tour;

@@ -19,6 +19,7 @@ use crate::db::TaskDb;
 use crate::error::AgentError;
 use crate::executor::{Executor, ExecutorInfo, ExecutorLoader, LogReader};
 use crate::executors::{Executors, NamedExecutor};
+use crate::files::TaskFiles;
 use crate::managers::{Managers, Round};
 use crate::reporter::Reporter;
 use crate::session::{self, SessionEnd, Shared};
@@ -191,6 +192,7 @@ impl Agent {
             Arc::clone(&self.db),
             self.executors.clone(),
             reporter.clone(),
+            Arc::new(TaskFiles::new(self.config.files_dir.clone())),
             controllers,
         );
         let installed: Arc<Mutex<HashMap<String, String>>> = Arc::default();

@@ -27,6 +27,10 @@ pub struct AgentConfig {
     pub channels: Option<ChannelMaker>,
     /// Where the agent keeps its files (the task database `worker.redb`). Created if missing.
     pub state_dir: PathBuf,
+    /// Where tasks' secret and config files are written (`<dir>/<task id>/secrets/..`); it
+    /// should be on a tmpfs, so secrets never reach a disk (swarmd picks one under `/dev/shm`).
+    /// Created if missing, mode 0700.
+    pub files_dir: PathBuf,
     /// What the node reports about itself. An empty `executor` or `runtimes` is filled in from
     /// the executor's own description.
     pub description: NodeDescription,
@@ -49,6 +53,9 @@ impl AgentConfig {
         }
         if self.state_dir.as_os_str().is_empty() {
             return Err(invalid("state_dir", "must not be empty"));
+        }
+        if !self.files_dir.is_absolute() {
+            return Err(invalid("files_dir", "must be an absolute path"));
         }
         Ok(())
     }
@@ -75,6 +82,7 @@ impl std::fmt::Debug for AgentConfig {
                 &self.channels.as_ref().map(|_| "<channel maker>"),
             )
             .field("state_dir", &self.state_dir)
+            .field("files_dir", &self.files_dir)
             .field("description", &self.description)
             .finish()
     }
@@ -123,6 +131,7 @@ mod tests {
             managers: vec!["127.0.0.1:4242".into()],
             channels: None,
             state_dir: PathBuf::from("/tmp/agent"),
+            files_dir: PathBuf::from("/dev/shm/agent"),
             description: NodeDescription::default(),
         }
     }

@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 use crate::db::TaskDb;
 use crate::executor::{ExecState, Executor, ExitStatus};
 use crate::executors::{Executors, requested_executor};
+use crate::files::TaskFiles;
 use crate::reporter::Reporter;
 
 /// How long a task gets to stop before the executor kills it.
@@ -57,6 +58,8 @@ pub(crate) struct Controller {
     pub(crate) recorded: bool,
     pub(crate) db: Arc<TaskDb>,
     pub(crate) reporter: Reporter,
+    /// The node's secrets and configs, written for the task before it is prepared.
+    pub(crate) files: Arc<TaskFiles>,
     pub(crate) assignment: watch::Receiver<Assignment>,
     pub(crate) cancel: CancellationToken,
     /// The last status reported (or stored).
@@ -241,6 +244,15 @@ impl Controller {
             return Some(Phase::Done);
         };
         self.record_executor().await;
+        let task = match self.files.materialize(&task) {
+            Ok(task) => task,
+            Err(error) => {
+                let mut rejected = status(TaskState::Rejected, "secrets or configs missing");
+                rejected.err = error;
+                self.report(rejected).await;
+                return Some(Phase::Done);
+            }
+        };
         match self.call(executor.prepare(&task)).await? {
             Ok(()) => {
                 self.report(status(TaskState::Ready, "prepared")).await;
@@ -351,6 +363,7 @@ impl Controller {
                 Some(Ok(())) => {}
             }
         }
+        self.files.remove(&self.task_id);
         let task_id = self.task_id.clone();
         match self.db.run(move |db| db.remove(&task_id)).await {
             Ok(()) => info!("task removed"),
@@ -651,6 +664,7 @@ pub(crate) mod tests {
             recorded: false,
             db: Arc::clone(&db),
             reporter: Reporter::new(),
+            files: Arc::new(TaskFiles::new(dir.path().join("files"))),
             assignment: receiver,
             cancel: cancel.clone(),
             status: task.status.clone(),

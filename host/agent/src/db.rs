@@ -224,6 +224,8 @@ pub(crate) mod tests {
                 restart: Default::default(),
                 placement: Default::default(),
                 force_update: 0,
+                secrets: vec![],
+                configs: vec![],
             },
             spec_version: 1,
             executor: String::new(),

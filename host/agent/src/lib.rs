@@ -7,7 +7,8 @@
 //! heartbeat, assignments, session messages, status flushing), `worker.rs` (stores assignments
 //! and owns the controllers), `controller.rs` (one tokio task per task), `reporter.rs` (the
 //! queue of statuses to send), `db.rs` (the redb task database), `executor.rs` (the traits the
-//! agent drives), `executors.rs` (the node's executors and which one runs a task) and
+//! agent drives), `executors.rs` (the node's executors and which one runs a task), `files.rs`
+//! (secrets and configs: held in memory, written as a task's files before it is prepared) and
 //! `plugin.rs` (`swarm-plugin-host`'s executor plugin behind those traits).
 //!
 //! *Architecture invariants*:
@@ -33,6 +34,7 @@ mod db;
 mod error;
 mod executor;
 mod executors;
+mod files;
 mod managers;
 mod plugin;
 mod reporter;
@@ -48,4 +50,5 @@ pub use executor::{
     EngineInfo, ExecState, Executor, ExecutorError, ExecutorInfo, ExitStatus, LogReader, LogStream,
 };
 pub use executors::{Executors, NamedExecutor};
+pub use files::{CONFIGS_DIR_ENV, CONTAINER_SECRETS_DIR, SECRETS_DIR_ENV};
 pub use managers::{DEFAULT_WEIGHT, Managers};

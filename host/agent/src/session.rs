@@ -508,8 +508,12 @@ async fn assignments(
         let kind = pb::assignments_message::Type::try_from(message.r#type).map_err(|_| {
             SessionError::Protocol(format!("unknown assignments type {}", message.r#type))
         })?;
-        // Executors first, so the tasks that need them find them.
+        // Executors, secrets and configs first, so the tasks that need them find them.
         plugins.load(message.plugins).await;
+        worker
+            .lock()
+            .await
+            .receive_files(message.secrets, message.configs);
         let (updates, removals) = decode_changes(message.changes, &reporter)?;
         match kind {
             pb::assignments_message::Type::Complete => {

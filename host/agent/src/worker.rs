@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use swarm_proto::pb;
 use swarm_types::{Task, TaskState};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinSet;
@@ -18,6 +19,7 @@ use crate::controller::{Assignment, Controller};
 use crate::db::TaskDb;
 use crate::error::AgentError;
 use crate::executors::Executors;
+use crate::files::TaskFiles;
 use crate::reporter::Reporter;
 
 pub(crate) struct Worker {
@@ -25,6 +27,7 @@ pub(crate) struct Worker {
     db: Arc<TaskDb>,
     executors: Executors,
     reporter: Reporter,
+    files: Arc<TaskFiles>,
     controllers: HashMap<String, watch::Sender<Assignment>>,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
@@ -36,6 +39,7 @@ impl Worker {
         db: Arc<TaskDb>,
         executors: Executors,
         reporter: Reporter,
+        files: Arc<TaskFiles>,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -43,6 +47,7 @@ impl Worker {
             db,
             executors,
             reporter,
+            files,
             controllers: HashMap::new(),
             tasks: JoinSet::new(),
             cancel,
@@ -111,6 +116,13 @@ impl Worker {
         Ok(())
     }
 
+    /// Keeps the secrets and configs an assignment message carried, for the tasks to come.
+    pub(crate) fn receive_files(&self, secrets: Vec<pb::Secret>, configs: Vec<pb::Config>) {
+        if !secrets.is_empty() || !configs.is_empty() {
+            self.files.receive(secrets, configs);
+        }
+    }
+
     /// Stops every controller (the tasks keep running) and waits for them.
     pub(crate) async fn shutdown(&mut self) {
         self.cancel.cancel();
@@ -155,6 +167,7 @@ impl Worker {
             recorded: false,
             db: Arc::clone(&self.db),
             reporter: self.reporter.clone(),
+            files: Arc::clone(&self.files),
             assignment: receiver,
             cancel: self.cancel.child_token(),
             status,

@@ -100,6 +100,8 @@ fn spec(replicas: u64, image: &str, label: (&str, &str)) -> ServiceSpec {
             },
             placement: Default::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         executor: String::new(),
         mode: ServiceMode::Replicated { replicas },

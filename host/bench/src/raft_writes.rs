@@ -80,6 +80,8 @@ fn service(name: String) -> Service {
                 restart: Default::default(),
                 placement: Default::default(),
                 force_update: 0,
+                secrets: vec![],
+                configs: vec![],
             },
             executor: String::new(),
             mode: ServiceMode::Replicated { replicas: 1 },

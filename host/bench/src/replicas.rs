@@ -57,6 +57,8 @@ pub(crate) fn spec(replicas: u64, command: &str) -> ServiceSpec {
             },
             placement: Default::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         executor: String::new(),
         mode: ServiceMode::Replicated { replicas },

@@ -411,6 +411,8 @@ fn bench_service(replicas: usize, now: Timestamp) -> Service {
                 restart: Default::default(),
                 placement: Default::default(),
                 force_update: 0,
+                secrets: vec![],
+                configs: vec![],
             },
             executor: String::new(),
             mode: ServiceMode::Replicated {

@@ -73,6 +73,8 @@ fn spec() -> ServiceSpec {
             restart: RestartPolicy::default(),
             placement: Default::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         mode: ServiceMode::Replicated { replicas: 1 },
         executor: String::new(),

@@ -7,8 +7,8 @@ use swarm_plugin_host::PluginHost;
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, ObjectKind, StoreRead as _};
 use swarm_types::{
-    Cluster, ClusterSpec, Meta, Node, NodeRole, NodeSpec, NodeState, PluginKind, Reachability,
-    Service, ServiceMode, ServiceSpec, Task, TaskState, Timestamp, new_id,
+    Cluster, ClusterSpec, Config, Meta, Node, NodeRole, NodeSpec, NodeState, PluginKind,
+    Reachability, Secret, Service, ServiceMode, ServiceSpec, Task, TaskState, Timestamp, new_id,
 };
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -18,6 +18,7 @@ use crate::dispatcher::Dispatcher;
 use crate::error::{ManagerError, Result};
 use crate::leader::{LeaderTerm, Leadership};
 use crate::plugins::{self, Registry};
+use crate::secrets::{self, DataStore};
 
 /// Default size of the log tail `GetTaskLogs` returns.
 const DEFAULT_LOG_TAIL: u64 = 64 * 1024;
@@ -158,6 +159,13 @@ impl ControlService {
             .ok_or_else(|| ManagerError::NotFound(format!("{kind} {id} not found")))
     }
 
+    fn data(&self) -> DataStore<'_> {
+        DataStore {
+            store: &self.store,
+            committer: self.committer.as_ref(),
+        }
+    }
+
     async fn create_service(&self, spec: Option<pb::ServiceSpec>) -> Result<Service> {
         let spec: ServiceSpec = spec
             .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?
@@ -175,7 +183,9 @@ impl ControlService {
             spec_version: 1,
         };
         let id = service.id.clone();
+        let mut service = service;
         commit_with(&self.store, self.committer.as_ref(), |tx| {
+            secrets::resolve_refs(tx, &mut service.spec.task)?;
             if let Some(existing) = tx.service_by_name(service.name()) {
                 return Err(ManagerError::AlreadyExists(format!(
                     "service name {:?} is already used by service {}; choose another name",
@@ -227,14 +237,15 @@ impl ControlService {
             )));
         }
         let mut updated = current.clone();
-        if updated.spec.task != spec.task {
-            updated.spec_version += 1;
-        }
         let executor_changed = spec.executor != current.spec.executor;
         let runtime_changed = spec.task.runtime.kind() != current.spec.task.runtime.kind();
         updated.spec = spec;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
+            secrets::resolve_refs(tx, &mut updated.spec.task)?;
+            if updated.spec.task != current.spec.task {
+                updated.spec_version += 1;
+            }
             if executor_changed {
                 let executor = &updated.spec.executor;
                 plugins::check_ref(tx, "spec.executor", executor, PluginKind::Executor)?;
@@ -370,11 +381,11 @@ impl ControlService {
     }
 }
 
-fn matches_prefixes(id: &str, prefixes: &[String]) -> bool {
+pub(crate) fn matches_prefixes(id: &str, prefixes: &[String]) -> bool {
     prefixes.is_empty() || prefixes.iter().any(|p| id.starts_with(p.as_str()))
 }
 
-fn matches_names(name: &str, names: &[String]) -> bool {
+pub(crate) fn matches_names(name: &str, names: &[String]) -> bool {
     names.is_empty() || names.iter().any(|n| n == name)
 }
 
@@ -771,5 +782,102 @@ impl pb::control_server::Control for ControlService {
             .remove(&request.into_inner().plugin_id)
             .await?;
         Ok(Response::new(pb::RemovePluginResponse {}))
+    }
+
+    #[instrument(skip_all, err)]
+    async fn create_secret(
+        &self,
+        request: Request<pb::CreateSecretRequest>,
+    ) -> RpcResult<pb::CreateSecretResponse> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?;
+        let created: Secret = self.data().create(spec.into()).await?;
+        Ok(Response::new(pb::CreateSecretResponse {
+            secret: Some(secrets::shown_secret(created)),
+        }))
+    }
+
+    async fn get_secret(
+        &self,
+        request: Request<pb::GetSecretRequest>,
+    ) -> RpcResult<pb::GetSecretResponse> {
+        let found: Secret = self.data().get(&request.get_ref().secret_id)?;
+        Ok(Response::new(pb::GetSecretResponse {
+            secret: Some(secrets::shown_secret(found)),
+        }))
+    }
+
+    async fn list_secrets(
+        &self,
+        request: Request<pb::ListSecretsRequest>,
+    ) -> RpcResult<pb::ListSecretsResponse> {
+        let f = request.into_inner().filters.unwrap_or_default();
+        let found = self.data().list::<Secret>(&f.names, &f.id_prefixes);
+        Ok(Response::new(pb::ListSecretsResponse {
+            secrets: found.into_iter().map(secrets::shown_secret).collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(secret_id = %request.get_ref().secret_id), err)]
+    async fn remove_secret(
+        &self,
+        request: Request<pb::RemoveSecretRequest>,
+    ) -> RpcResult<pb::RemoveSecretResponse> {
+        let id = request.into_inner().secret_id;
+        self.data().get::<Secret>(&id)?;
+        self.data().remove::<Secret>(&id).await?;
+        Ok(Response::new(pb::RemoveSecretResponse {}))
+    }
+
+    #[instrument(skip_all, err)]
+    async fn create_config(
+        &self,
+        request: Request<pb::CreateConfigRequest>,
+    ) -> RpcResult<pb::CreateConfigResponse> {
+        let spec = request
+            .into_inner()
+            .spec
+            .ok_or_else(|| ManagerError::InvalidArgument("spec: is required".into()))?;
+        let created: Config = self.data().create(spec.into()).await?;
+        Ok(Response::new(pb::CreateConfigResponse {
+            config: Some(secrets::shown_config(created, false)),
+        }))
+    }
+
+    async fn get_config(
+        &self,
+        request: Request<pb::GetConfigRequest>,
+    ) -> RpcResult<pb::GetConfigResponse> {
+        let found: Config = self.data().get(&request.get_ref().config_id)?;
+        Ok(Response::new(pb::GetConfigResponse {
+            config: Some(secrets::shown_config(found, true)),
+        }))
+    }
+
+    async fn list_configs(
+        &self,
+        request: Request<pb::ListConfigsRequest>,
+    ) -> RpcResult<pb::ListConfigsResponse> {
+        let f = request.into_inner().filters.unwrap_or_default();
+        let found = self.data().list::<Config>(&f.names, &f.id_prefixes);
+        Ok(Response::new(pb::ListConfigsResponse {
+            configs: found
+                .into_iter()
+                .map(|c| secrets::shown_config(c, false))
+                .collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(config_id = %request.get_ref().config_id), err)]
+    async fn remove_config(
+        &self,
+        request: Request<pb::RemoveConfigRequest>,
+    ) -> RpcResult<pb::RemoveConfigResponse> {
+        let id = request.into_inner().config_id;
+        self.data().get::<Config>(&id)?;
+        self.data().remove::<Config>(&id).await?;
+        Ok(Response::new(pb::RemoveConfigResponse {}))
     }
 }

@@ -32,6 +32,7 @@ use tracing::{debug, info, instrument, warn};
 use crate::commit::{Committer, commit_with};
 use crate::error::{ManagerError, Result};
 use crate::leader::{Caller, LeaderTerm, Leadership};
+use crate::secrets::SentData;
 use crate::watch::{self, Update};
 
 /// How long a log request waits for the agent's answer.
@@ -823,6 +824,11 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
         let initial_plugins = inner
             .store
             .view(|tx| plugins_for(tx, initial.iter(), &mut sent_plugins));
+        // Secrets and configs likewise, by id.
+        let mut sent_data = SentData::default();
+        let (secrets, configs) = inner
+            .store
+            .view(|tx| sent_data.take_new(tx, initial.iter()));
         // What the agent has been sent: task id -> (desired state, spec version).
         let mut sent: HashMap<String, (TaskState, u64)> = initial
             .iter()
@@ -837,6 +843,8 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                 .map(|t| assignment_change(t, pb::assignment_change::Action::Update))
                 .collect(),
             plugins: initial_plugins,
+            secrets,
+            configs,
         };
         let store = inner.store.clone();
         let (tx, rx) = mpsc::channel(64);
@@ -899,6 +907,14 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                         }
                     }
                 }
+                let (secrets, configs) = if updated
+                    .iter()
+                    .any(|t| !t.spec.secrets.is_empty() || !t.spec.configs.is_empty())
+                {
+                    store.view(|tx| sent_data.take_new(tx, updated.iter().copied()))
+                } else {
+                    (Vec::new(), Vec::new())
+                };
                 let mut plugins = if updated.iter().any(|t| !t.executor.is_empty()) {
                     store.view(|tx| plugins_for(tx, updated.into_iter(), &mut sent_plugins))
                 } else {
@@ -928,6 +944,8 @@ impl pb::dispatcher_server::Dispatcher for DispatcherService {
                     results_in: changeset.index.to_string(),
                     changes: out,
                     plugins,
+                    secrets,
+                    configs,
                 };
                 last = changeset.index;
                 if tx.send(Ok(msg)).await.is_err() {

@@ -19,6 +19,7 @@ pub mod leader;
 mod orchestrator;
 pub mod plugins;
 pub mod scheduler;
+mod secrets;
 mod watch;
 
 use std::path::{Path, PathBuf};

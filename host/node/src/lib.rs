@@ -262,12 +262,14 @@ async fn run_role(
     };
     certs.save_managers(&managers)?;
 
+    let files_dir = state.files_dir(&node_id);
     let agent = Agent::with_plugins(
         AgentConfig {
             node_id,
             managers,
             channels: Some(channels),
             state_dir: state.path().join("agent"),
+            files_dir,
             description: describe(&config.hostname, &default_executor),
         },
         executors,

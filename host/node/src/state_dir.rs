@@ -55,6 +55,20 @@ impl StateDir {
         &self.path
     }
 
+    /// Where tasks' secret and config files go: on the `/dev/shm` tmpfs when there is one
+    /// (`/dev/shm/swarmd-<node id>`), so secrets never reach a disk; else `<state>/files`.
+    pub fn files_dir(&self, node_id: &str) -> PathBuf {
+        let shm = Path::new("/dev/shm");
+        let writable = std::fs::metadata(shm)
+            .map(|m| m.is_dir() && !m.permissions().readonly())
+            .unwrap_or(false);
+        if writable {
+            shm.join(format!("swarmd-{node_id}"))
+        } else {
+            self.path.join("files")
+        }
+    }
+
     /// This node's id: read from `node-id`, or generated and written (fsync'd) the first time.
     pub fn node_id(&self) -> Result<String, NodeError> {
         let file = self.path.join("node-id");

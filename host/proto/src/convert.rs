@@ -418,6 +418,8 @@ impl From<t::TaskSpec> for pb::TaskSpec {
                 max_replicas: s.placement.max_replicas,
             }),
             force_update: s.force_update,
+            secrets: s.secrets.into_iter().map(file_ref_to_pb).collect(),
+            configs: s.configs.into_iter().map(file_ref_to_pb).collect(),
         }
     }
 }
@@ -545,6 +547,8 @@ impl TryFrom<pb::TaskSpec> for t::TaskSpec {
                 max_replicas: placement.max_replicas,
             },
             force_update: s.force_update,
+            secrets: s.secrets.into_iter().map(file_ref_from_pb).collect(),
+            configs: s.configs.into_iter().map(file_ref_from_pb).collect(),
         })
     }
 }
@@ -833,6 +837,74 @@ impl TryFrom<pb::PluginSpec> for t::PluginSpec {
     }
 }
 
+fn file_ref_to_pb(r: t::FileRef) -> pb::FileReference {
+    pb::FileReference {
+        id: r.id,
+        name: r.name,
+        target: r.target,
+    }
+}
+
+fn file_ref_from_pb(r: pb::FileReference) -> t::FileRef {
+    t::FileRef {
+        id: r.id,
+        name: r.name,
+        target: r.target,
+    }
+}
+
+/// Secrets and configs convert alike: the data is copied both ways (the control API blanks a
+/// secret's data itself), `data_size` is filled from it.
+macro_rules! data_object_conversions {
+    ($ty:ident, $spec:ident) => {
+        impl From<t::$ty> for pb::$ty {
+            fn from(o: t::$ty) -> Self {
+                pb::$ty {
+                    id: o.id,
+                    meta: Some(meta_to_pb(o.meta)),
+                    data_size: o.spec.data.len() as u64,
+                    spec: Some(o.spec.into()),
+                }
+            }
+        }
+
+        impl From<t::DataSpec> for pb::$spec {
+            fn from(s: t::DataSpec) -> Self {
+                pb::$spec {
+                    annotations: Some(annotations_to_pb(s.annotations)),
+                    data: s.data.to_vec(),
+                }
+            }
+        }
+
+        impl From<pb::$spec> for t::DataSpec {
+            fn from(s: pb::$spec) -> Self {
+                t::DataSpec {
+                    annotations: annotations_from_pb(s.annotations),
+                    data: t::Blob::from(s.data),
+                }
+            }
+        }
+
+        impl TryFrom<pb::$ty> for t::$ty {
+            type Error = ConversionError;
+            fn try_from(o: pb::$ty) -> Result<Self> {
+                Ok(t::$ty {
+                    id: o.id,
+                    meta: meta_from_pb(o.meta),
+                    spec: o
+                        .spec
+                        .ok_or_else(|| ConversionError::missing("spec"))?
+                        .into(),
+                })
+            }
+        }
+    };
+}
+
+data_object_conversions!(Secret, SecretSpec);
+data_object_conversions!(Config, ConfigSpec);
+
 impl From<t::Plugin> for pb::Plugin {
     /// Copies the component's bytes when the plugin carries them; see
     /// [`t::Plugin::without_component`] for listings.
@@ -935,6 +1007,12 @@ mod tests {
                     max_replicas: 2,
                 },
                 force_update: 4,
+                secrets: vec![t::FileRef {
+                    id: "s1".into(),
+                    name: "db-password".into(),
+                    target: "db.pass".into(),
+                }],
+                configs: vec![t::FileRef::named("nginx-conf", "")],
             },
             spec_version: 2,
             executor: String::new(),
@@ -1124,6 +1202,33 @@ mod tests {
             t::Plugin::try_from(wire).expect_err("bad kind").to_string(),
             "spec.kind: unknown value 7"
         );
+    }
+
+    #[test]
+    fn secrets_and_configs_round_trip_with_their_size() {
+        let secret = t::Secret {
+            id: "s1".into(),
+            meta: t::Meta::default(),
+            spec: t::DataSpec {
+                annotations: t::Annotations {
+                    name: "db-password".into(),
+                    labels: [("env".to_string(), "prod".to_string())].into(),
+                },
+                data: t::Blob::from(b"hunter2".to_vec()),
+            },
+        };
+        let wire: pb::Secret = secret.clone().into();
+        assert_eq!(wire.data_size, 7);
+        assert_eq!(t::Secret::try_from(wire).expect("converts"), secret);
+        let config = t::Config {
+            id: "c1".into(),
+            meta: t::Meta::default(),
+            spec: secret.spec.clone(),
+        };
+        let wire: pb::Config = config.clone().into();
+        assert_eq!(t::Config::try_from(wire).expect("converts"), config);
+        let err = t::Secret::try_from(pb::Secret::default()).expect_err("no spec");
+        assert!(err.to_string().contains("spec"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,8 @@ fn task_spec() -> TaskSpec {
         restart: Default::default(),
         placement: Default::default(),
         force_update: 0,
+        secrets: vec![],
+        configs: vec![],
     }
 }
 

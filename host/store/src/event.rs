@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Node, Plugin, Service, Task};
+use swarm_types::{Cluster, Config, Node, Plugin, Secret, Service, Task};
 
 use crate::object::ObjectKind;
 
@@ -49,6 +49,8 @@ pub enum Event {
     Task(Change<Task>),
     Cluster(Change<Cluster>),
     Plugin(Change<Plugin>),
+    Secret(Change<Secret>),
+    Config(Change<Config>),
 }
 
 impl Event {
@@ -59,6 +61,8 @@ impl Event {
             Event::Task(_) => ObjectKind::Task,
             Event::Cluster(_) => ObjectKind::Cluster,
             Event::Plugin(_) => ObjectKind::Plugin,
+            Event::Secret(_) => ObjectKind::Secret,
+            Event::Config(_) => ObjectKind::Config,
         }
     }
 
@@ -70,6 +74,8 @@ impl Event {
             Event::Task(c) => &c.latest().id,
             Event::Cluster(c) => &c.latest().id,
             Event::Plugin(c) => &c.latest().id,
+            Event::Secret(c) => &c.latest().id,
+            Event::Config(c) => &c.latest().id,
         }
     }
 }
@@ -114,6 +120,20 @@ impl ChangeSet {
     pub fn plugins(&self) -> impl Iterator<Item = &Change<Plugin>> {
         self.events.iter().filter_map(|e| match e {
             Event::Plugin(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    pub fn secrets(&self) -> impl Iterator<Item = &Change<Secret>> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Secret(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    pub fn configs(&self) -> impl Iterator<Item = &Change<Config>> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Config(c) => Some(c),
             _ => None,
         })
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use swarm_types::{Cluster, Meta, Node, Plugin, Service, Task};
+use swarm_types::{Cluster, Config, Meta, Node, Plugin, Secret, Service, Task};
 
 /// The kind of a stored object; each kind is one table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -14,15 +14,19 @@ pub enum ObjectKind {
     Task,
     Cluster,
     Plugin,
+    Secret,
+    Config,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 5] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Node,
         ObjectKind::Service,
         ObjectKind::Task,
         ObjectKind::Cluster,
         ObjectKind::Plugin,
+        ObjectKind::Secret,
+        ObjectKind::Config,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -32,6 +36,8 @@ impl ObjectKind {
             ObjectKind::Task => "task",
             ObjectKind::Cluster => "cluster",
             ObjectKind::Plugin => "plugin",
+            ObjectKind::Secret => "secret",
+            ObjectKind::Config => "config",
         }
     }
 }
@@ -51,6 +57,8 @@ pub enum Object {
     Task(Task),
     Cluster(Cluster),
     Plugin(Plugin),
+    Secret(Secret),
+    Config(Config),
 }
 
 impl Object {
@@ -61,6 +69,8 @@ impl Object {
             Object::Task(_) => ObjectKind::Task,
             Object::Cluster(_) => ObjectKind::Cluster,
             Object::Plugin(_) => ObjectKind::Plugin,
+            Object::Secret(_) => ObjectKind::Secret,
+            Object::Config(_) => ObjectKind::Config,
         }
     }
 
@@ -71,6 +81,8 @@ impl Object {
             Object::Task(o) => &o.id,
             Object::Cluster(o) => &o.id,
             Object::Plugin(o) => &o.id,
+            Object::Secret(o) => &o.id,
+            Object::Config(o) => &o.id,
         }
     }
 
@@ -81,6 +93,8 @@ impl Object {
             Object::Task(o) => &o.meta,
             Object::Cluster(o) => &o.meta,
             Object::Plugin(o) => &o.meta,
+            Object::Secret(o) => &o.meta,
+            Object::Config(o) => &o.meta,
         }
     }
 }
@@ -112,6 +126,18 @@ impl From<Cluster> for Object {
 impl From<Plugin> for Object {
     fn from(o: Plugin) -> Self {
         Object::Plugin(o)
+    }
+}
+
+impl From<Secret> for Object {
+    fn from(o: Secret) -> Self {
+        Object::Secret(o)
+    }
+}
+
+impl From<Config> for Object {
+    fn from(o: Config) -> Self {
+        Object::Config(o)
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, DEFAULT_CLUSTER_NAME, Node, Plugin, Service, Task, TaskState};
+use swarm_types::{
+    Cluster, Config, DEFAULT_CLUSTER_NAME, Node, Plugin, Secret, Service, Task, TaskState,
+};
 
 use crate::table::{SortedId, Stored, Table, Tables};
 
@@ -56,6 +58,16 @@ pub trait StoreRead: sealed::Sealed {
     fn plugin_by_name(&self, name: &str) -> Option<&Arc<Plugin>>;
     fn plugins(&self) -> impl Iterator<Item = &Arc<Plugin>>;
     fn plugin_count(&self) -> usize;
+
+    fn secret(&self, id: &str) -> Option<&Arc<Secret>>;
+    /// The secret with this name, compared ignoring ASCII case.
+    fn secret_by_name(&self, name: &str) -> Option<&Arc<Secret>>;
+    fn secrets(&self) -> impl Iterator<Item = &Arc<Secret>>;
+
+    fn config(&self, id: &str) -> Option<&Arc<Config>>;
+    /// The config with this name, compared ignoring ASCII case.
+    fn config_by_name(&self, name: &str) -> Option<&Arc<Config>>;
+    fn configs(&self) -> impl Iterator<Item = &Arc<Config>>;
 }
 
 /// A read transaction: a consistent view of the store, valid inside
@@ -188,5 +200,25 @@ impl StoreRead for ReadTx<'_> {
     }
     fn plugin_count(&self) -> usize {
         self.tables.plugins.len()
+    }
+
+    fn secret(&self, id: &str) -> Option<&Arc<Secret>> {
+        self.get(id)
+    }
+    fn secret_by_name(&self, name: &str) -> Option<&Arc<Secret>> {
+        self.by_name(name)
+    }
+    fn secrets(&self) -> impl Iterator<Item = &Arc<Secret>> {
+        self.all()
+    }
+
+    fn config(&self, id: &str) -> Option<&Arc<Config>> {
+        self.get(id)
+    }
+    fn config_by_name(&self, name: &str) -> Option<&Arc<Config>> {
+        self.by_name(name)
+    }
+    fn configs(&self) -> impl Iterator<Item = &Arc<Config>> {
+        self.all()
     }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
-use swarm_types::{Cluster, Node, Plugin, Service, Task};
+use swarm_types::{Cluster, Config, Node, Plugin, Secret, Service, Task};
 use tokio::sync::broadcast;
 
 use crate::check::{CheckView, Existing, check_create, check_delete, check_update};
@@ -39,6 +39,10 @@ pub struct StoreSnapshot {
     pub clusters: Vec<Arc<Cluster>>,
     #[serde(default)]
     pub plugins: Vec<Arc<Plugin>>,
+    #[serde(default)]
+    pub secrets: Vec<Arc<Secret>>,
+    #[serde(default)]
+    pub configs: Vec<Arc<Config>>,
 }
 
 /// The in-memory store, shared as `Arc<MemoryStore>`. See the crate docs for the rules.
@@ -178,6 +182,8 @@ impl MemoryStore {
             tasks: rows(&tables.tasks),
             clusters: rows(&tables.clusters),
             plugins: rows(&tables.plugins),
+            secrets: rows(&tables.secrets),
+            configs: rows(&tables.configs),
         }
     }
 
@@ -199,7 +205,9 @@ impl MemoryStore {
             + fill(&mut fresh.services, snapshot.services)
             + fill(&mut fresh.tasks, snapshot.tasks)
             + fill(&mut fresh.clusters, snapshot.clusters)
-            + fill(&mut fresh.plugins, snapshot.plugins);
+            + fill(&mut fresh.plugins, snapshot.plugins)
+            + fill(&mut fresh.secrets, snapshot.secrets)
+            + fill(&mut fresh.configs, snapshot.configs);
         if repeated > 0 {
             tracing::warn!(
                 repeated,
@@ -262,6 +270,8 @@ impl Applier<'_> {
                 Object::Task(o) => self.create(o),
                 Object::Cluster(o) => self.create(o),
                 Object::Plugin(o) => self.create(o),
+                Object::Secret(o) => self.create(o),
+                Object::Config(o) => self.create(o),
             },
             Action::Update(object) => match object {
                 Object::Node(o) => self.update(o),
@@ -269,6 +279,8 @@ impl Applier<'_> {
                 Object::Task(o) => self.update(o),
                 Object::Cluster(o) => self.update(o),
                 Object::Plugin(o) => self.update(o),
+                Object::Secret(o) => self.update(o),
+                Object::Config(o) => self.update(o),
             },
             Action::Delete { kind, id } => match kind {
                 ObjectKind::Node => self.delete::<Node>(&id),
@@ -276,6 +288,8 @@ impl Applier<'_> {
                 ObjectKind::Task => self.delete::<Task>(&id),
                 ObjectKind::Cluster => self.delete::<Cluster>(&id),
                 ObjectKind::Plugin => self.delete::<Plugin>(&id),
+                ObjectKind::Secret => self.delete::<Secret>(&id),
+                ObjectKind::Config => self.delete::<Config>(&id),
             },
         }
     }
@@ -339,6 +353,8 @@ impl Applier<'_> {
                 Event::Task(c) => undo(&mut self.tables.tasks, c),
                 Event::Cluster(c) => undo(&mut self.tables.clusters, c),
                 Event::Plugin(c) => undo(&mut self.tables.plugins, c),
+                Event::Secret(c) => undo(&mut self.tables.secrets, c),
+                Event::Config(c) => undo(&mut self.tables.configs, c),
             }
         }
     }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Meta, Node, Plugin, Service, Task, TaskState};
+use swarm_types::{Cluster, Config, Meta, Node, Plugin, Secret, Service, Task, TaskState};
 
 use crate::event::{Change, Event};
 use crate::object::ObjectKind;
@@ -184,6 +184,8 @@ pub(crate) struct Tables {
     pub(crate) tasks: Table<Task>,
     pub(crate) clusters: Table<Cluster>,
     pub(crate) plugins: Table<Plugin>,
+    pub(crate) secrets: Table<Secret>,
+    pub(crate) configs: Table<Config>,
 }
 
 /// Unique names, compared ignoring ASCII case (names end up in hostnames and DNS, where
@@ -432,6 +434,80 @@ impl Stored for Plugin {
     }
     fn event(change: Change<Self>) -> Event {
         Event::Plugin(change)
+    }
+}
+
+impl Stored for Secret {
+    const KIND: ObjectKind = ObjectKind::Secret;
+    type Indexes = NameIndex;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn unique_name(&self) -> Option<&str> {
+        Some(&self.spec.annotations.name)
+    }
+    fn names(ix: &NameIndex) -> Option<&NameIndex> {
+        Some(ix)
+    }
+    fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
+        ix.reindex(
+            id,
+            old.map(|s| s.spec.annotations.name.as_str()),
+            new.map(|s| s.spec.annotations.name.as_str()),
+        );
+    }
+    fn table(t: &Tables) -> &Table<Self> {
+        &t.secrets
+    }
+    fn table_mut(t: &mut Tables) -> &mut Table<Self> {
+        &mut t.secrets
+    }
+    fn event(change: Change<Self>) -> Event {
+        Event::Secret(change)
+    }
+}
+
+impl Stored for Config {
+    const KIND: ObjectKind = ObjectKind::Config;
+    type Indexes = NameIndex;
+
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut Meta {
+        &mut self.meta
+    }
+    fn unique_name(&self) -> Option<&str> {
+        Some(&self.spec.annotations.name)
+    }
+    fn names(ix: &NameIndex) -> Option<&NameIndex> {
+        Some(ix)
+    }
+    fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
+        ix.reindex(
+            id,
+            old.map(|s| s.spec.annotations.name.as_str()),
+            new.map(|s| s.spec.annotations.name.as_str()),
+        );
+    }
+    fn table(t: &Tables) -> &Table<Self> {
+        &t.configs
+    }
+    fn table_mut(t: &mut Tables) -> &mut Table<Self> {
+        &mut t.configs
+    }
+    fn event(change: Change<Self>) -> Event {
+        Event::Config(change)
     }
 }
 

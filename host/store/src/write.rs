@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::iter::Peekable;
 use std::sync::Arc;
 
-use swarm_types::{Cluster, Node, Plugin, Service, Task, TaskState};
+use swarm_types::{Cluster, Config, Node, Plugin, Secret, Service, Task, TaskState};
 
 use crate::check::{CheckView, Existing, check_create, check_delete, check_update};
 use crate::error::StoreError;
@@ -49,6 +49,8 @@ struct Shadows {
     tasks: Shadow,
     clusters: Shadow,
     plugins: Shadow,
+    secrets: Shadow,
+    configs: Shadow,
 }
 
 impl Shadows {
@@ -59,6 +61,8 @@ impl Shadows {
             ObjectKind::Task => &self.tasks,
             ObjectKind::Cluster => &self.clusters,
             ObjectKind::Plugin => &self.plugins,
+            ObjectKind::Secret => &self.secrets,
+            ObjectKind::Config => &self.configs,
         }
     }
 
@@ -69,6 +73,8 @@ impl Shadows {
             ObjectKind::Task => &mut self.tasks,
             ObjectKind::Cluster => &mut self.clusters,
             ObjectKind::Plugin => &mut self.plugins,
+            ObjectKind::Secret => &mut self.secrets,
+            ObjectKind::Config => &mut self.configs,
         }
     }
 }
@@ -81,6 +87,8 @@ enum Written {
     Task(Arc<Task>),
     Cluster(Arc<Cluster>),
     Plugin(Arc<Plugin>),
+    Secret(Arc<Secret>),
+    Config(Arc<Config>),
 }
 
 impl Written {
@@ -91,6 +99,8 @@ impl Written {
             Written::Task(o) => Object::Task(Arc::unwrap_or_clone(o)),
             Written::Cluster(o) => Object::Cluster(Arc::unwrap_or_clone(o)),
             Written::Plugin(o) => Object::Plugin(Arc::unwrap_or_clone(o)),
+            Written::Secret(o) => Object::Secret(Arc::unwrap_or_clone(o)),
+            Written::Config(o) => Object::Config(Arc::unwrap_or_clone(o)),
         }
     }
 }
@@ -122,6 +132,16 @@ impl Wrap for Cluster {
 impl Wrap for Plugin {
     fn wrap(object: Arc<Self>) -> Written {
         Written::Plugin(object)
+    }
+}
+impl Wrap for Secret {
+    fn wrap(object: Arc<Self>) -> Written {
+        Written::Secret(object)
+    }
+}
+impl Wrap for Config {
+    fn wrap(object: Arc<Self>) -> Written {
+        Written::Config(object)
     }
 }
 
@@ -186,6 +206,8 @@ impl<'a> WriteTx<'a> {
             Object::Task(o) => self.create_typed(o),
             Object::Cluster(o) => self.create_typed(o),
             Object::Plugin(o) => self.create_typed(o),
+            Object::Secret(o) => self.create_typed(o),
+            Object::Config(o) => self.create_typed(o),
         }
     }
 
@@ -198,6 +220,8 @@ impl<'a> WriteTx<'a> {
             Object::Task(o) => self.update_typed(o),
             Object::Cluster(o) => self.update_typed(o),
             Object::Plugin(o) => self.update_typed(o),
+            Object::Secret(o) => self.update_typed(o),
+            Object::Config(o) => self.update_typed(o),
         }
     }
 
@@ -209,6 +233,8 @@ impl<'a> WriteTx<'a> {
             ObjectKind::Task => self.delete_typed::<Task>(id),
             ObjectKind::Cluster => self.delete_typed::<Cluster>(id),
             ObjectKind::Plugin => self.delete_typed::<Plugin>(id),
+            ObjectKind::Secret => self.delete_typed::<Secret>(id),
+            ObjectKind::Config => self.delete_typed::<Config>(id),
         }
     }
 
@@ -464,5 +490,25 @@ impl StoreRead for WriteTx<'_> {
     }
     fn plugin_count(&self) -> usize {
         self.count::<Plugin>()
+    }
+
+    fn secret(&self, id: &str) -> Option<&Arc<Secret>> {
+        self.get(id)
+    }
+    fn secret_by_name(&self, name: &str) -> Option<&Arc<Secret>> {
+        self.by_name(name)
+    }
+    fn secrets(&self) -> impl Iterator<Item = &Arc<Secret>> {
+        self.all()
+    }
+
+    fn config(&self, id: &str) -> Option<&Arc<Config>> {
+        self.get(id)
+    }
+    fn config_by_name(&self, name: &str) -> Option<&Arc<Config>> {
+        self.by_name(name)
+    }
+    fn configs(&self) -> impl Iterator<Item = &Arc<Config>> {
+        self.all()
     }
 }

@@ -57,6 +57,12 @@ pub enum Command {
     /// Manage the plugins installed in the cluster (executors, schedulers, discovery backends).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Manage secrets: data (at most 500 KiB) given to tasks as files, never shown again.
+    #[command(subcommand)]
+    Secret(DataCommand),
+    /// Manage configs: data (at most 1000 KiB) given to tasks as files.
+    #[command(subcommand)]
+    Config(DataCommand),
     /// Print swarmctl's version.
     Version,
 }
@@ -290,6 +296,14 @@ pub struct ServiceCreateArgs {
     /// Placement constraint, e.g. node.labels.zone==east.
     #[arg(long = "constraint", value_name = "EXPR", value_parser = parse::constraint)]
     pub constraints: Vec<String>,
+    /// Give the tasks a secret as a file: NAME, or source=NAME,target=FILE. Processes find it
+    /// in $SWARM_SECRETS_DIR, containers at /run/secrets/FILE.
+    #[arg(long = "secret", value_name = "SECRET", value_parser = parse::file_ref)]
+    pub secrets: Vec<swarm_types::FileRef>,
+    /// Give the tasks a config as a file: NAME, or source=NAME,target=FILE. Processes find it
+    /// in $SWARM_CONFIGS_DIR, containers at /FILE.
+    #[arg(long = "config", value_name = "CONFIG", value_parser = parse::file_ref)]
+    pub configs: Vec<swarm_types::FileRef>,
     #[command(flatten)]
     pub resources: ResourceArgs,
     #[command(flatten)]
@@ -338,6 +352,18 @@ pub struct ServiceUpdateArgs {
     /// Remove a placement constraint (the same expression as shown by inspect).
     #[arg(long = "constraint-rm", value_name = "EXPR")]
     pub constraint_rm: Vec<String>,
+    /// Add or replace (same file name) a secret: NAME, or source=NAME,target=FILE.
+    #[arg(long = "secret-add", value_name = "SECRET", value_parser = parse::file_ref)]
+    pub secret_add: Vec<swarm_types::FileRef>,
+    /// Remove a secret (by its name).
+    #[arg(long = "secret-rm", value_name = "NAME")]
+    pub secret_rm: Vec<String>,
+    /// Add or replace (same file name) a config: NAME, or source=NAME,target=FILE.
+    #[arg(long = "config-add", value_name = "CONFIG", value_parser = parse::file_ref)]
+    pub config_add: Vec<swarm_types::FileRef>,
+    /// Remove a config (by its name).
+    #[arg(long = "config-rm", value_name = "NAME")]
+    pub config_rm: Vec<String>,
     #[command(flatten)]
     pub resources: ResourceArgs,
     #[command(flatten)]
@@ -436,6 +462,34 @@ pub enum ClusterCommand {
         /// Make a new unlock key first (and turn autolock on); the old one stops working.
         #[arg(long)]
         rotate: bool,
+    },
+}
+
+// ---- secrets and configs -----------------------------------------------------------------
+
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Create one from a file ('-' reads standard input). It cannot be changed afterwards:
+    /// create another under a new name and update the services.
+    Create {
+        /// Its name (letters, digits, '-' and '_'), as services refer to it.
+        name: String,
+        /// The file holding the data, or '-' for standard input.
+        file: PathBuf,
+        /// Label.
+        #[arg(short = 'l', long = "label", value_name = "KEY=VALUE", value_parser = parse::key_value)]
+        labels: Vec<(String, String)>,
+    },
+    /// List them (never with their data).
+    #[command(visible_alias = "list")]
+    Ls,
+    /// Show one (id, unique id prefix or name); a config's data is shown, a secret's never.
+    Inspect { item: String },
+    /// Remove them; refused while a service references one.
+    #[command(visible_alias = "remove")]
+    Rm {
+        #[arg(required = true)]
+        items: Vec<String>,
     },
 }
 

@@ -302,6 +302,145 @@ impl Manager {
     }
 }
 
+/// A secret or config as swarmctl shows it (`--format json` prints these fields).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct DataItem {
+    pub id: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub size_bytes: u64,
+    pub created_at: t::Timestamp,
+    pub updated_at: t::Timestamp,
+    /// A config's data, in `config inspect` only (base64 in JSON). A secret's never comes back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<t::Blob>,
+}
+
+impl DataItem {
+    fn new(id: String, meta: t::Meta, spec: t::DataSpec, size_bytes: u64) -> Self {
+        DataItem {
+            id,
+            name: spec.annotations.name,
+            labels: spec.annotations.labels,
+            size_bytes,
+            created_at: meta.created_at,
+            updated_at: meta.updated_at,
+            data: Some(spec.data).filter(|d| !d.is_empty()),
+        }
+    }
+
+    fn from_secret(s: pb::Secret) -> Result<Self, CliError> {
+        let size = s.data_size;
+        let s = convert("secret", t::Secret::try_from(s))?;
+        Ok(DataItem::new(s.id, s.meta, s.spec, size))
+    }
+
+    fn from_config(c: pb::Config) -> Result<Self, CliError> {
+        let size = c.data_size;
+        let c = convert("config", t::Config::try_from(c))?;
+        Ok(DataItem::new(c.id, c.meta, c.spec, size))
+    }
+}
+
+impl Manager {
+    /// Creates a secret or config; the answer never carries the data.
+    pub async fn create_data(
+        &mut self,
+        kind: t::DataKind,
+        spec: t::DataSpec,
+    ) -> Result<DataItem, CliError> {
+        let item = match kind {
+            t::DataKind::Secret => {
+                let request = pb::CreateSecretRequest {
+                    spec: Some(spec.into()),
+                };
+                let response = self.client.create_secret(request).await;
+                let secret = response.map_err(|s| self.status(s))?.into_inner().secret;
+                DataItem::from_secret(required("secret", secret)?)?
+            }
+            t::DataKind::Config => {
+                let request = pb::CreateConfigRequest {
+                    spec: Some(spec.into()),
+                };
+                let response = self.client.create_config(request).await;
+                let config = response.map_err(|s| self.status(s))?.into_inner().config;
+                DataItem::from_config(required("config", config)?)?
+            }
+        };
+        Ok(DataItem { data: None, ..item })
+    }
+
+    /// Every secret or config, without data.
+    pub async fn list_data(&mut self, kind: t::DataKind) -> Result<Vec<DataItem>, CliError> {
+        Ok(match kind {
+            t::DataKind::Secret => {
+                let response = self
+                    .client
+                    .list_secrets(pb::ListSecretsRequest::default())
+                    .await;
+                let found = response.map_err(|s| self.status(s))?.into_inner().secrets;
+                found
+                    .into_iter()
+                    .map(DataItem::from_secret)
+                    .collect::<Result<_, _>>()?
+            }
+            t::DataKind::Config => {
+                let response = self
+                    .client
+                    .list_configs(pb::ListConfigsRequest::default())
+                    .await;
+                let found = response.map_err(|s| self.status(s))?.into_inner().configs;
+                found
+                    .into_iter()
+                    .map(DataItem::from_config)
+                    .collect::<Result<_, _>>()?
+            }
+        })
+    }
+
+    /// One secret (without data) or config (with its data), by id.
+    pub async fn get_data(&mut self, kind: t::DataKind, id: &str) -> Result<DataItem, CliError> {
+        Ok(match kind {
+            t::DataKind::Secret => {
+                let request = pb::GetSecretRequest {
+                    secret_id: id.to_string(),
+                };
+                let response = self.client.get_secret(request).await;
+                let secret = response.map_err(|s| self.status(s))?.into_inner().secret;
+                DataItem::from_secret(required("secret", secret)?)?
+            }
+            t::DataKind::Config => {
+                let request = pb::GetConfigRequest {
+                    config_id: id.to_string(),
+                };
+                let response = self.client.get_config(request).await;
+                let config = response.map_err(|s| self.status(s))?.into_inner().config;
+                DataItem::from_config(required("config", config)?)?
+            }
+        })
+    }
+
+    pub async fn remove_data(&mut self, kind: t::DataKind, id: &str) -> Result<(), CliError> {
+        let response = match kind {
+            t::DataKind::Secret => self
+                .client
+                .remove_secret(pb::RemoveSecretRequest {
+                    secret_id: id.to_string(),
+                })
+                .await
+                .map(|_| ()),
+            t::DataKind::Config => self
+                .client
+                .remove_config(pb::RemoveConfigRequest {
+                    config_id: id.to_string(),
+                })
+                .await
+                .map(|_| ()),
+        };
+        response.map_err(|s| self.status(s))
+    }
+}
+
 /// Task counts of one service.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServiceStatus {

@@ -42,6 +42,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> anyhow::
         Command::Task(command) => commands::task::run(&context, command, out, err).await?,
         Command::Cluster(command) => commands::cluster::run(&context, command, out).await?,
         Command::Plugin(command) => commands::plugin::run(&context, command, out, err).await?,
+        Command::Secret(command) => {
+            commands::data::run(&context, swarm_types::DataKind::Secret, command, out, err).await?
+        }
+        Command::Config(command) => {
+            commands::data::run(&context, swarm_types::DataKind::Config, command, out, err).await?
+        }
     }
     Ok(())
 }

@@ -109,6 +109,28 @@ pub fn constraint(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// A secret or config reference: `NAME`, or `source=NAME[,target=FILE]` (Docker's form).
+pub fn file_ref(text: &str) -> Result<swarm_types::FileRef, String> {
+    if !text.contains('=') {
+        return Ok(swarm_types::FileRef::named(text.trim(), ""));
+    }
+    let mut name = None;
+    let mut target = String::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        match item.split_once('=') {
+            Some(("source" | "src", value)) => name = Some(value.trim().to_string()),
+            Some(("target", value)) => target = value.trim().to_string(),
+            _ => {
+                return Err(format!(
+                    "{text:?}: {item:?} is not source=NAME or target=FILE"
+                ));
+            }
+        }
+    }
+    let name = name.ok_or_else(|| format!("{text:?}: source=NAME is missing"))?;
+    Ok(swarm_types::FileRef::named(name, target))
+}
+
 /// A container mount as docker's `--mount` writes it:
 /// `type=bind,source=/srv,target=/data,readonly`. Keys: `type` (bind, volume, tmpfs; default
 /// bind), `source`/`src`, `target`/`destination`/`dst`, `readonly`/`ro` (alone or `=true|false`).
@@ -222,6 +244,22 @@ mod tests {
                 (got, want) => panic!("{input}: got {got:?}, want {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn file_refs_take_a_name_or_dockers_form() {
+        use swarm_types::FileRef;
+        assert_eq!(file_ref("db-password"), Ok(FileRef::named("db-password", "")));
+        assert_eq!(
+            file_ref("source=db-password,target=db.pass"),
+            Ok(FileRef::named("db-password", "db.pass"))
+        );
+        assert_eq!(file_ref("src=conf"), Ok(FileRef::named("conf", "")));
+        assert_eq!(
+            file_ref("target=x"),
+            Err("\"target=x\": source=NAME is missing".to_string())
+        );
+        assert!(file_ref("source=a,mode=0400").is_err());
     }
 
     #[test]

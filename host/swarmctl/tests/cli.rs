@@ -96,6 +96,8 @@ fn web_spec() -> t::ServiceSpec {
             restart: t::RestartPolicy::default(),
             placement: t::Placement::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         mode: t::ServiceMode::Replicated { replicas: 3 },
         executor: String::new(),
@@ -121,6 +123,8 @@ fn api_spec() -> t::ServiceSpec {
                 ..Default::default()
             },
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         mode: t::ServiceMode::Global,
         executor: String::new(),
@@ -682,6 +686,62 @@ impl Control for Fake {
         &self,
         _: Request<pb::RemovePluginRequest>,
     ) -> Result<Response<pb::RemovePluginResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn create_secret(
+        &self,
+        _: Request<pb::CreateSecretRequest>,
+    ) -> Result<Response<pb::CreateSecretResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn get_secret(
+        &self,
+        _: Request<pb::GetSecretRequest>,
+    ) -> Result<Response<pb::GetSecretResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_secrets(
+        &self,
+        _: Request<pb::ListSecretsRequest>,
+    ) -> Result<Response<pb::ListSecretsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn remove_secret(
+        &self,
+        _: Request<pb::RemoveSecretRequest>,
+    ) -> Result<Response<pb::RemoveSecretResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn create_config(
+        &self,
+        _: Request<pb::CreateConfigRequest>,
+    ) -> Result<Response<pb::CreateConfigResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn get_config(
+        &self,
+        _: Request<pb::GetConfigRequest>,
+    ) -> Result<Response<pb::GetConfigResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn list_configs(
+        &self,
+        _: Request<pb::ListConfigsRequest>,
+    ) -> Result<Response<pb::ListConfigsResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
+    async fn remove_config(
+        &self,
+        _: Request<pb::RemoveConfigRequest>,
+    ) -> Result<Response<pb::RemoveConfigResponse>, Status> {
         Err(Status::unimplemented("not in the fake"))
     }
 }

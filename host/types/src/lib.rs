@@ -7,6 +7,7 @@
 //! *API boundary*: these types derive serde for durable storage (raft log entries and snapshots)
 //! and for `--format json` output. The gRPC wire format lives in `swarm-proto`.
 
+mod bytes;
 mod cluster;
 mod constraint;
 mod container;
@@ -16,10 +17,12 @@ mod meta;
 mod node;
 mod plugin;
 mod resources;
+mod secret;
 mod service;
 mod task;
 mod validate;
 
+pub use bytes::Blob;
 pub use cluster::{
     Cluster, ClusterSpec, DEFAULT_CLUSTER_NAME, DispatcherConfig, OrchestrationConfig,
     RaftConfigSpec, RootCaState,
@@ -40,6 +43,10 @@ pub use plugin::{
     PluginSpec, PluginStatus, check_digest, check_plugin_size,
 };
 pub use resources::{ResourceRequirements, Resources};
+pub use secret::{
+    Config, DataKind, DataObject, DataSpec, FileRef, MAX_CONFIG_BYTES, MAX_SECRET_BYTES,
+    MAX_TARGET_LEN, Secret,
+};
 pub use service::{
     MAX_REPLICAS, Placement, ProcessSpec, RestartCondition, RestartPolicy, Runtime, Service,
     ServiceMode, ServiceSpec, TaskSpec, WasiSpec, parse_labels,

@@ -2,10 +2,10 @@
 //! in the replicated store by content digest, with the capabilities the operator granted them.
 
 use std::fmt;
-use std::sync::Arc;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
+use crate::bytes::Blob;
 use crate::meta::{Annotations, Meta, Timestamp};
 use crate::validate::{ValidationError, check_labels, check_name};
 
@@ -165,98 +165,8 @@ impl PluginStatus {
     }
 }
 
-/// A component's bytes, shared (cloning a plugin does not copy them). In JSON (the raft log,
-/// snapshots) they are base64 text.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ComponentBytes(Arc<[u8]>);
-
-impl ComponentBytes {
-    pub fn new(bytes: impl Into<Arc<[u8]>>) -> Self {
-        Self(bytes.into())
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::ops::Deref for ComponentBytes {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl From<Vec<u8>> for ComponentBytes {
-    fn from(bytes: Vec<u8>) -> Self {
-        Self(bytes.into())
-    }
-}
-
-impl fmt::Debug for ComponentBytes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ComponentBytes({} bytes)", self.0.len())
-    }
-}
-
-impl Serialize for ComponentBytes {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use base64::Engine as _;
-        if s.is_human_readable() {
-            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
-        } else {
-            s.serialize_bytes(&self.0)
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for ComponentBytes {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = ComponentBytes;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a component's bytes, as base64 text or bytes")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(text)
-                    .map(ComponentBytes::from)
-                    .map_err(|e| E::custom(format!("component bytes: {e}")))
-            }
-            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-                Ok(ComponentBytes::new(bytes))
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, bytes: Vec<u8>) -> Result<Self::Value, E> {
-                Ok(ComponentBytes::from(bytes))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Self::Value, A::Error> {
-                let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-                while let Some(b) = seq.next_element::<u8>()? {
-                    bytes.push(b);
-                }
-                Ok(ComponentBytes::from(bytes))
-            }
-        }
-        if d.is_human_readable() {
-            d.deserialize_str(Visitor)
-        } else {
-            d.deserialize_bytes(Visitor)
-        }
-    }
-}
+/// A component's bytes (see [`Blob`]).
+pub type ComponentBytes = Blob;
 
 /// An installed plugin: its spec, its component (by digest) and what validation found in it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,7 +397,7 @@ mod tests {
         assert_eq!(back, p);
         let listed = serde_json::to_string(&p.without_component()).expect("serialize");
         assert!(!listed.contains("component"), "{listed}");
-        assert_eq!(format!("{:?}", p.component), "ComponentBytes(5 bytes)");
+        assert_eq!(format!("{:?}", p.component), "<5 bytes>");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::meta::{Annotations, Meta};
 use crate::node::Platform;
 use crate::plugin::check_plugin_ref;
 use crate::resources::ResourceRequirements;
+use crate::secret::{FileRef, check_refs};
 use crate::validate::{ValidationError, check_labels, check_name};
 
 /// How many tasks a service runs.
@@ -199,6 +200,14 @@ pub struct TaskSpec {
     /// Bumped to force a new rollout with an unchanged spec.
     #[serde(default)]
     pub force_update: u64,
+    /// Secrets given to each task as files (`$SWARM_SECRETS_DIR/<target>`, or
+    /// `/run/secrets/<target>` in a container).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRef>,
+    /// Configs given to each task as files (`$SWARM_CONFIGS_DIR/<target>`, or `/<target>` in a
+    /// container).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +228,21 @@ impl ServiceSpec {
         check_labels("spec.annotations.labels", &self.annotations.labels)?;
         check_plugin_ref("spec.executor", &self.executor)?;
         self.task.runtime.validate()?;
+        check_refs("spec.task.secrets", &self.task.secrets)?;
+        check_refs("spec.task.configs", &self.task.configs)?;
+        if matches!(self.task.runtime, Runtime::Wasi(_))
+            && (!self.task.secrets.is_empty() || !self.task.configs.is_empty())
+        {
+            let field = if self.task.secrets.is_empty() {
+                "spec.task.configs"
+            } else {
+                "spec.task.secrets"
+            };
+            return Err(ValidationError::new(
+                field,
+                "wasi tasks have no file system to receive them; use the process or container runtime",
+            ));
+        }
         self.task.resources.validate("spec.task.resources")?;
         check_constraints(
             "spec.task.placement.constraints",
@@ -293,6 +317,8 @@ mod tests {
                 restart: Default::default(),
                 placement: Default::default(),
                 force_update: 0,
+                secrets: vec![],
+                configs: vec![],
             },
             mode: ServiceMode::Replicated { replicas: 3 },
             executor: String::new(),
@@ -352,6 +378,20 @@ mod tests {
                     }
                 }),
                 "spec.task.runtime.process.env[0]: \"NOVALUE\" must have the form NAME=VALUE",
+            ),
+            (
+                Box::new(|s| s.task.secrets = vec![FileRef::named("key", "a/b")]),
+                "spec.task.secrets[0].target: \"a/b\" must be a plain file name",
+            ),
+            (
+                Box::new(|s| {
+                    s.task.runtime = Runtime::Wasi(WasiSpec {
+                        module: "/x.wasm".into(),
+                        ..Default::default()
+                    });
+                    s.task.configs = vec![FileRef::named("conf", "")];
+                }),
+                "spec.task.configs: wasi tasks have no file system",
             ),
             (
                 Box::new(|s| s.executor = "my executor".into()),

@@ -135,6 +135,7 @@ impl RunningAgent {
             managers: managers.to_vec(),
             channels,
             state_dir: dirs.state_dir(),
+            files_dir: dirs.state_dir().join("files"),
             description: NodeDescription {
                 hostname: "test-host".into(),
                 ..Default::default()
@@ -204,6 +205,8 @@ pub fn process_task(id: &str, command: &str, args: &[&str]) -> Task {
             restart: Default::default(),
             placement: Default::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         spec_version: 1,
         executor: String::new(),

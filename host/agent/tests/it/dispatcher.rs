@@ -97,6 +97,8 @@ impl TestDispatcher {
         let sequence = inner.sequence;
         if let Some(stream) = &inner.assignment_stream {
             let _ = stream.send(Ok(pb::AssignmentsMessage {
+                secrets: Vec::new(),
+                configs: Vec::new(),
                 plugins: Vec::new(),
                 r#type: pb::assignments_message::Type::Incremental as i32,
                 applies_to: (sequence + 100).to_string(),
@@ -210,6 +212,8 @@ fn send_incremental(inner: &mut Inner, change: pb::AssignmentChange) {
     inner.sequence += 1;
     if let Some(stream) = &inner.assignment_stream {
         let _ = stream.send(Ok(pb::AssignmentsMessage {
+            secrets: Vec::new(),
+            configs: Vec::new(),
             plugins: Vec::new(),
             r#type: pb::assignments_message::Type::Incremental as i32,
             applies_to: applies_to.to_string(),
@@ -296,6 +300,8 @@ impl Dispatcher for TestDispatcher {
         let (sender, receiver) = mpsc::unbounded_channel();
         let mut inner = self.inner.lock();
         let _ = sender.send(Ok(pb::AssignmentsMessage {
+            secrets: Vec::new(),
+            configs: Vec::new(),
             plugins: Vec::new(),
             r#type: pb::assignments_message::Type::Complete as i32,
             applies_to: String::new(),

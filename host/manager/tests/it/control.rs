@@ -537,3 +537,155 @@ async fn remove_service_and_task_and_update_cluster() {
 fn version_of(cluster: &pb::Cluster) -> u64 {
     cluster.meta.as_ref().expect("meta").version
 }
+
+fn data_spec(name: &str, data: &[u8]) -> pb::SecretSpec {
+    pb::SecretSpec {
+        annotations: Some(pb::Annotations {
+            name: name.into(),
+            ..Default::default()
+        }),
+        data: data.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn secrets_never_come_back_and_are_kept_while_services_use_them() {
+    let mut s = must_serve().await;
+    let created = s
+        .client
+        .create_secret(pb::CreateSecretRequest {
+            spec: Some(data_spec("db-password", b"hunter2")),
+        })
+        .await
+        .expect("created")
+        .into_inner()
+        .secret
+        .expect("secret");
+    assert_eq!(created.data_size, 7);
+    assert!(created.spec.as_ref().expect("spec").data.is_empty());
+    let id = created.id.clone();
+    // Stored whole (raft carries it to the nodes), answered without the data.
+    let stored = s.h.view(|tx| tx.secret(&id).cloned()).expect("stored");
+    assert_eq!(stored.spec.data.as_bytes(), b"hunter2");
+    let got = s
+        .client
+        .get_secret(pb::GetSecretRequest {
+            secret_id: id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .secret
+        .expect("secret");
+    assert!(got.spec.expect("spec").data.is_empty());
+    assert_eq!(got.data_size, 7);
+    let listed = s
+        .client
+        .list_secrets(pb::ListSecretsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .secrets;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].spec.as_ref().expect("spec").data.is_empty());
+
+    assert_status(
+        s.client
+            .create_secret(pb::CreateSecretRequest {
+                spec: Some(data_spec("DB-PASSWORD", b"x")),
+            })
+            .await,
+        Code::AlreadyExists,
+        "secret name \"DB-PASSWORD\" is already used",
+    );
+    assert_status(
+        s.client
+            .create_secret(pb::CreateSecretRequest {
+                spec: Some(data_spec(
+                    "big",
+                    &vec![0u8; swarm_types::MAX_SECRET_BYTES + 1],
+                )),
+            })
+            .await,
+        Code::InvalidArgument,
+        "spec.data: 512001 bytes is over the secret limit",
+    );
+
+    // A service naming an unknown secret is refused; a known one is resolved to its id.
+    let mut spec = service_spec("web", 1);
+    spec.task.secrets = vec![swarm_types::FileRef::named("nope", "")];
+    assert_status(
+        s.create(spec.clone()).await,
+        Code::InvalidArgument,
+        "spec.task.secrets[0].name: secret \"nope\" not found",
+    );
+    spec.task.secrets = vec![swarm_types::FileRef::named("db-password", "pw")];
+    let service = s.create(spec).await.expect("created");
+    let refs = &service.spec.as_ref().expect("spec").task.as_ref().expect("task").secrets;
+    assert_eq!(refs[0].id, id);
+
+    assert_status(
+        s.client
+            .remove_secret(pb::RemoveSecretRequest {
+                secret_id: id.clone(),
+            })
+            .await,
+        Code::FailedPrecondition,
+        "secret \"db-password\" is in use by service web",
+    );
+    s.client
+        .remove_service(pb::RemoveServiceRequest {
+            service_id: service.id.clone(),
+        })
+        .await
+        .expect("service removed");
+    s.client
+        .remove_secret(pb::RemoveSecretRequest {
+            secret_id: id.clone(),
+        })
+        .await
+        .expect("removed once unused");
+    assert!(s.h.view(|tx| tx.secret(&id).is_none()));
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn configs_show_their_data_on_get_only() {
+    let mut s = must_serve().await;
+    let spec = pb::ConfigSpec {
+        annotations: Some(pb::Annotations {
+            name: "app-conf".into(),
+            ..Default::default()
+        }),
+        data: b"listen=8080\n".to_vec(),
+    };
+    let created = s
+        .client
+        .create_config(pb::CreateConfigRequest { spec: Some(spec) })
+        .await
+        .expect("created")
+        .into_inner()
+        .config
+        .expect("config");
+    let got = s
+        .client
+        .get_config(pb::GetConfigRequest {
+            config_id: created.id.clone(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .config
+        .expect("config");
+    assert_eq!(got.spec.expect("spec").data, b"listen=8080\n");
+    let listed = s
+        .client
+        .list_configs(pb::ListConfigsRequest::default())
+        .await
+        .expect("list")
+        .into_inner()
+        .configs;
+    assert!(listed[0].spec.as_ref().expect("spec").data.is_empty());
+    assert_eq!(listed[0].data_size, 12);
+    s.shutdown().await;
+}

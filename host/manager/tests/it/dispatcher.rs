@@ -857,3 +857,77 @@ fn runner_plugin(bytes: &[u8], digest: String) -> swarm_types::Plugin {
         ..Default::default()
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_and_configs_go_once_and_only_to_nodes_whose_tasks_use_them() {
+    let s = must_serve().await;
+    let data = |name: &str, bytes: &[u8]| swarm_types::DataSpec {
+        annotations: swarm_types::Annotations {
+            name: name.into(),
+            labels: Default::default(),
+        },
+        data: swarm_types::Blob::from(bytes.to_vec()),
+    };
+    let secret = swarm_types::Secret {
+        id: "secret-1".into(),
+        meta: Default::default(),
+        spec: data("db-password", b"hunter2"),
+    };
+    let config = swarm_types::Config {
+        id: "config-1".into(),
+        meta: Default::default(),
+        spec: data("app-conf", b"x=1"),
+    };
+    s.h.must_commit(|tx| {
+        tx.create(secret)?;
+        Ok(tx.create(config)?)
+    })
+    .await;
+    let mut spec = service_spec("web", 3);
+    // Ids as the control API resolves them.
+    let reference = |id: &str, name: &str| swarm_types::FileRef {
+        id: id.into(),
+        name: name.into(),
+        target: String::new(),
+    };
+    spec.task.secrets = vec![reference("secret-1", "db-password")];
+    spec.task.configs = vec![reference("config-1", "app-conf")];
+    let service = s.h.must_create_service(spec).await;
+    let plain = s.h.must_create_service(service_spec("plain", 1)).await;
+
+    let mut user = must_register(s.addr, "node-1").await;
+    let mut bystander = must_register(s.addr, "node-2").await;
+    for slot in [1, 2] {
+        let task = crate::support::task_of(&service, slot, "node-1", TaskState::Assigned);
+        s.h.must_commit(|tx| Ok(tx.create(task)?)).await;
+    }
+    let mut stream = user.assignments().await;
+    let complete = must_next(&mut stream).await;
+    assert_eq!(complete.changes.len(), 2);
+    let sent: Vec<(&str, &[u8])> = complete
+        .secrets
+        .iter()
+        .map(|s| (s.id.as_str(), s.spec.as_ref().map_or(&[][..], |s| &s.data[..])))
+        .collect();
+    assert_eq!(sent, [("secret-1", &b"hunter2"[..])], "once for both tasks");
+    assert_eq!(complete.configs.len(), 1);
+    assert_eq!(complete.configs[0].spec.as_ref().expect("spec").data, b"x=1");
+
+    // A node whose tasks do not use them never gets them.
+    let mut other = bystander.assignments().await;
+    let first = must_next(&mut other).await;
+    assert!(first.secrets.is_empty() && first.configs.is_empty());
+    let task = crate::support::task_of(&plain, 1, "node-2", TaskState::Assigned);
+    s.h.must_commit(|tx| Ok(tx.create(task)?)).await;
+    let next = must_next(&mut other).await;
+    assert_eq!(next.changes.len(), 1);
+    assert!(next.secrets.is_empty() && next.configs.is_empty());
+    // Until one of its tasks does: then it comes with that task.
+    let task = crate::support::task_of(&service, 3, "node-2", TaskState::Assigned);
+    s.h.must_commit(|tx| Ok(tx.create(task)?)).await;
+    let next = must_next(&mut other).await;
+    assert_eq!(next.changes.len(), 1);
+    assert_eq!(next.secrets.len(), 1);
+    assert_eq!(next.configs.len(), 1);
+    drop((user, bystander));
+}

@@ -390,6 +390,8 @@ pub fn service_spec(name: &str, replicas: u64) -> ServiceSpec {
             },
             placement: Default::default(),
             force_update: 0,
+            secrets: vec![],
+            configs: vec![],
         },
         mode: ServiceMode::Replicated { replicas },
         executor: String::new(),

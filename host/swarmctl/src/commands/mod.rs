@@ -2,6 +2,7 @@
 //! output format, and the task table used by `task ls` and `service inspect`.
 
 pub mod cluster;
+pub mod data;
 pub mod node;
 pub mod plugin;
 pub mod service;

@@ -242,6 +242,8 @@ fn fields(service: &t::Service, status: Option<&ServiceStatus>, now: t::Timestam
         ),
         ("Limits", render::resources(&task.resources.limits)),
         ("Restart", restart_text),
+        ("Secrets", file_refs(&task.secrets)),
+        ("Configs", file_refs(&task.configs)),
         ("Constraints", task.placement.constraints.join(", ")),
         (
             "Max per node",
@@ -333,6 +335,8 @@ fn create_spec(args: &ServiceCreateArgs) -> Result<t::ServiceSpec, CliError> {
             max_replicas: args.max_replicas_per_node.unwrap_or(0),
         },
         force_update: 0,
+        secrets: args.secrets.clone(),
+        configs: args.configs.clone(),
     };
     apply_resources(&mut task.resources, &args.resources);
     apply_restart(&mut task.restart, &args.restart);
@@ -371,6 +375,30 @@ fn split_command(text: Option<&str>) -> Vec<String> {
 }
 
 /// The service's spec with the requested changes; flags not given leave their field alone.
+/// `name` or `name as file` when the file name differs, comma-separated.
+fn file_refs(refs: &[t::FileRef]) -> String {
+    refs.iter()
+        .map(|r| {
+            if r.file_name() == r.name {
+                r.name.clone()
+            } else {
+                format!("{} as {}", r.name, r.file_name())
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Secret or config references after `--*-rm NAME` and `--*-add REF` (an added reference
+/// replaces one with the same name or the same file name).
+fn update_refs(refs: &mut Vec<t::FileRef>, rm: &[String], add: &[t::FileRef]) {
+    refs.retain(|r| !rm.iter().any(|name| name == &r.name));
+    for new in add {
+        refs.retain(|r| r.name != new.name && r.file_name() != new.file_name());
+        refs.push(new.clone());
+    }
+}
+
 fn update_spec(service: &t::Service, args: &ServiceUpdateArgs) -> Result<t::ServiceSpec, CliError> {
     let mut spec = service.spec.clone();
     if let Some(replicas) = args.replicas {
@@ -428,6 +456,8 @@ fn update_spec(service: &t::Service, args: &ServiceUpdateArgs) -> Result<t::Serv
     if let Some(n) = args.max_replicas_per_node {
         task.placement.max_replicas = n;
     }
+    update_refs(&mut task.secrets, &args.secret_rm, &args.secret_add);
+    update_refs(&mut task.configs, &args.config_rm, &args.config_add);
     apply_resources(&mut task.resources, &args.resources);
     apply_restart(&mut task.restart, &args.restart);
     if args.force {
