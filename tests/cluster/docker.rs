@@ -233,3 +233,63 @@ fn a_container_service_runs_survives_a_kill_9_and_is_removed() {
         containers.inspect().is_empty().then_some(())
     });
 }
+
+#[test]
+fn a_container_reads_its_secret_and_config_from_read_only_files() {
+    let containers = Containers::new("secrets");
+    let node = TestNode::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = dir.path().join("pw");
+    std::fs::write(&secret_file, "hunter2\n").expect("write");
+    let config_file = dir.path().join("conf");
+    std::fs::write(&config_file, "listen=8080\n").expect("write");
+    node.ctl(&[
+        "secret",
+        "create",
+        "db-password",
+        swarm_tests::path_str(&secret_file),
+    ])
+    .ok();
+    node.ctl(&[
+        "config",
+        "create",
+        "app-conf",
+        swarm_tests::path_str(&config_file),
+    ])
+    .ok();
+    node.ctl(&[
+        "service",
+        "create",
+        "--name",
+        "reader",
+        "--restart-condition",
+        "none",
+        "--secret",
+        "db-password",
+        "--config",
+        "source=app-conf,target=app.conf",
+        "--image",
+        IMAGE,
+        "--container-label",
+        &containers.label(),
+        "--",
+        "sh",
+        "-c",
+        "cat /run/secrets/db-password /app.conf; \
+         (echo x > /run/secrets/db-password) 2>/dev/null && echo writable; true",
+    ])
+    .ok();
+    let ended = poll("the reader task to complete", || {
+        node.tasks("reader")
+            .into_iter()
+            .find(|t| t["status"]["state"] == "complete")
+    });
+    let logs = node
+        .ctl(&["task", "logs", ended["id"].as_str().expect("id")])
+        .ok();
+    assert_eq!(logs.stdout, "hunter2\nlisten=8080\n", "and not writable");
+    node.ctl(&["service", "rm", "reader"]).ok();
+    poll("the service's containers removed", || {
+        containers.inspect().is_empty().then_some(())
+    });
+}

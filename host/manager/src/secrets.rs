@@ -22,7 +22,7 @@ pub(crate) trait StoredData: DataObject + Into<Object> + 'static {
     const OBJECT: ObjectKind;
     fn get<'a>(tx: &'a impl StoreRead, id: &str) -> Option<&'a Arc<Self>>;
     fn by_name<'a>(tx: &'a impl StoreRead, name: &str) -> Option<&'a Arc<Self>>;
-    fn all<'a>(tx: &'a impl StoreRead) -> impl Iterator<Item = &'a Arc<Self>>;
+    fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>>;
     /// A task spec's references to this kind.
     fn refs(task: &TaskSpec) -> &[FileRef];
     fn refs_mut(task: &mut TaskSpec) -> &mut Vec<FileRef>;
@@ -36,7 +36,7 @@ impl StoredData for Secret {
     fn by_name<'a>(tx: &'a impl StoreRead, name: &str) -> Option<&'a Arc<Self>> {
         tx.secret_by_name(name)
     }
-    fn all<'a>(tx: &'a impl StoreRead) -> impl Iterator<Item = &'a Arc<Self>> {
+    fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>> {
         tx.secrets()
     }
     fn refs(task: &TaskSpec) -> &[FileRef] {
@@ -55,7 +55,7 @@ impl StoredData for Config {
     fn by_name<'a>(tx: &'a impl StoreRead, name: &str) -> Option<&'a Arc<Self>> {
         tx.config_by_name(name)
     }
-    fn all<'a>(tx: &'a impl StoreRead) -> impl Iterator<Item = &'a Arc<Self>> {
+    fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>> {
         tx.configs()
     }
     fn refs(task: &TaskSpec) -> &[FileRef] {

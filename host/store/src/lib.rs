@@ -1,6 +1,6 @@
 //! swarm-store: the managers' in-memory store of cluster objects (nodes, services, tasks, the
-//! cluster, installed plugins), with secondary indexes, read and write transactions, a watch queue of change
-//! events, and snapshot and restore for raft.
+//! cluster, installed plugins, secrets, configs), with secondary indexes, read and write
+//! transactions, a watch queue of change events, and snapshot and restore for raft.
 //!
 //! Every state change is a [`Batch`] of [`Action`]s: a proposer builds one with
 //! [`MemoryStore::build`] (a dry run that sees its own writes and checks them), raft commits
@@ -36,8 +36,8 @@
 //! - Indexes are applied in increasing order; every object a batch writes gets
 //!   `meta.version = index`. An update must carry the version it read
 //!   ([`StoreError::VersionConflict`] otherwise), and keeps the stored `created_at`.
-//! - Ids are unique per kind; service, cluster and plugin names are unique per kind, compared
-//!   ignoring ASCII case (`Web` and `web` conflict: names become hostnames and DNS names).
+//! - Ids are unique per kind; service, cluster, plugin, secret and config names are unique per
+//!   kind, compared ignoring ASCII case (`Web` and `web` conflict: names become hostnames and DNS names).
 //! - Secondary indexes always agree with the tables; each write costs O(log n) per index whose
 //!   field changed, never a scan.
 //! - Every applied batch that changed something is published once, as one [`ChangeSet`], in

@@ -249,7 +249,10 @@ mod tests {
     #[test]
     fn file_refs_take_a_name_or_dockers_form() {
         use swarm_types::FileRef;
-        assert_eq!(file_ref("db-password"), Ok(FileRef::named("db-password", "")));
+        assert_eq!(
+            file_ref("db-password"),
+            Ok(FileRef::named("db-password", ""))
+        );
         assert_eq!(
             file_ref("source=db-password,target=db.pass"),
             Ok(FileRef::named("db-password", "db.pass"))

@@ -621,7 +621,14 @@ async fn secrets_never_come_back_and_are_kept_while_services_use_them() {
     );
     spec.task.secrets = vec![swarm_types::FileRef::named("db-password", "pw")];
     let service = s.create(spec).await.expect("created");
-    let refs = &service.spec.as_ref().expect("spec").task.as_ref().expect("task").secrets;
+    let refs = &service
+        .spec
+        .as_ref()
+        .expect("spec")
+        .task
+        .as_ref()
+        .expect("task")
+        .secrets;
     assert_eq!(refs[0].id, id);
 
     assert_status(

@@ -907,11 +907,19 @@ async fn secrets_and_configs_go_once_and_only_to_nodes_whose_tasks_use_them() {
     let sent: Vec<(&str, &[u8])> = complete
         .secrets
         .iter()
-        .map(|s| (s.id.as_str(), s.spec.as_ref().map_or(&[][..], |s| &s.data[..])))
+        .map(|s| {
+            (
+                s.id.as_str(),
+                s.spec.as_ref().map_or(&[][..], |s| &s.data[..]),
+            )
+        })
         .collect();
     assert_eq!(sent, [("secret-1", &b"hunter2"[..])], "once for both tasks");
     assert_eq!(complete.configs.len(), 1);
-    assert_eq!(complete.configs[0].spec.as_ref().expect("spec").data, b"x=1");
+    assert_eq!(
+        complete.configs[0].spec.as_ref().expect("spec").data,
+        b"x=1"
+    );
 
     // A node whose tasks do not use them never gets them.
     let mut other = bystander.assignments().await;

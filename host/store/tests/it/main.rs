@@ -3,6 +3,7 @@
 mod indexes;
 mod plugins;
 mod rules;
+mod secrets;
 mod snapshot;
 mod support;
 mod tidy;
