@@ -1,6 +1,7 @@
 //! End-to-end suites: a real `swarmd` process, driven by the real `swarmctl` binary, running
 //! real processes and WASI components.
 
+mod autolock;
 mod docker;
 mod errors;
 mod history;

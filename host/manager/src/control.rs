@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use crate::commit::{Committer, commit_with};
+use crate::dek;
 use crate::dispatcher::Dispatcher;
 use crate::error::{ManagerError, Result};
 use crate::leader::{LeaderTerm, Leadership};
@@ -355,9 +356,11 @@ impl ControlService {
         let scheduler = spec.scheduler.clone();
         let mut updated = current;
         updated.spec = spec;
-        if let Some(rotation) = rotation {
-            rotate_join_tokens(&mut updated, &rotation)?;
+        if let Some(rotation) = &rotation {
+            rotate_join_tokens(&mut updated, rotation)?;
         }
+        let rotate_unlock_key = rotation.as_ref().is_some_and(|r| r.manager_unlock_key);
+        apply_autolock(&mut updated, rotate_unlock_key)?;
         updated.meta.updated_at = Timestamp::now();
         commit_with(&self.store, self.committer.as_ref(), |tx| {
             if scheduler_changed {
@@ -400,6 +403,36 @@ fn matches_labels(
 type RpcResult<T> = std::result::Result<Response<T>, Status>;
 
 /// Draws new secrets for the join tokens `rotation` names (same CA digest).
+/// Keeps the cluster's unlock key in step with `spec.autolock`: a new key when autolock is
+/// turned on (or `rotate`), none when it is off. Every manager wraps its raft key with it when
+/// it sees the change (`dek::keep_wrapped`).
+fn apply_autolock(cluster: &mut Cluster, rotate: bool) -> Result<()> {
+    let key = &mut cluster.root_ca.unlock_key;
+    match (cluster.spec.autolock, key.is_empty()) {
+        (false, _) if rotate => {
+            return Err(ManagerError::FailedPrecondition(
+                "rotation.manager_unlock_key: autolock is off, so there is no unlock key; \
+                 turn it on first (swarmctl cluster update --autolock true)"
+                    .into(),
+            ));
+        }
+        (false, false) => {
+            key.clear();
+            tracing::info!("autolock turned off");
+        }
+        (true, true) => {
+            *key = dek::new_unlock_key();
+            tracing::info!("autolock turned on");
+        }
+        (true, false) if rotate => {
+            *key = dek::new_unlock_key();
+            tracing::info!("unlock key rotated");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn rotate_join_tokens(cluster: &mut Cluster, rotation: &pb::KeyRotation) -> Result<()> {
     if !rotation.worker_join_token && !rotation.manager_join_token {
         return Ok(());
@@ -718,6 +751,31 @@ impl pb::control_server::Control for ControlService {
             .view(|tx| tx.clusters().map(|c| (**c).clone()).collect());
         Ok(Response::new(pb::ListClustersResponse {
             clusters: clusters.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn get_unlock_key(
+        &self,
+        request: Request<pb::GetUnlockKeyRequest>,
+    ) -> RpcResult<pb::GetUnlockKeyResponse> {
+        let read = || {
+            self.store
+                .view(|tx| tx.cluster().map(|c| (**c).clone()))
+                .ok_or_else(|| ManagerError::NotFound("the cluster object is missing".into()))
+        };
+        let mut cluster = read()?;
+        if request.into_inner().rotate {
+            let rotation = pb::KeyRotation {
+                manager_unlock_key: true,
+                ..Default::default()
+            };
+            let spec = Some(cluster.spec.clone().into());
+            cluster = self
+                .update_cluster(&cluster.id, cluster.meta.version, spec, Some(rotation))
+                .await?;
+        }
+        Ok(Response::new(pb::GetUnlockKeyResponse {
+            unlock_key: cluster.root_ca.unlock_key,
         }))
     }
 

@@ -1,8 +1,11 @@
 //! The raft data encryption key (DEK, SwarmKit's): `<raft dir>/dek` holds the 32-byte key that
 //! encrypts this manager's raft log and snapshots at rest. Without autolock it is stored plain
 //! (mode 0600); with autolock it is wrapped (ChaCha20-Poly1305) by a key encryption key, the
-//! unlock key `SWMKEY-1-<base64 of 32 bytes>`, which is never written to disk: the manager is
-//! shown it once when the DEK is created and must be given it (`--unlock-key`) at every start.
+//! cluster's unlock key `SWMKEY-1-<base64 of 32 bytes>`, which is never written to disk outside
+//! the (encrypted) raft data: one key for every manager, kept in the cluster object
+//! ([`swarm_types::RootCaState::unlock_key`]) and needed at every start (`--unlock-key` or
+//! `swarmctl node unlock`). [`keep_wrapped`] wraps this manager's DEK again whenever the
+//! cluster's key changes (autolock turned on or off, key rotated).
 //!
 //! File format, one line: `SWARM-DEK-1 plain <base64 key>` or
 //! `SWARM-DEK-1 locked <base64 nonce+ciphertext>`.
@@ -20,7 +23,6 @@ use chacha20poly1305::aead::Aead;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use swarm_proto::pb;
 use tokio_util::sync::CancellationToken;
 use tonic::Request;
@@ -35,10 +37,14 @@ const HEADER: &str = "SWARM-DEK-1";
 const UNLOCK_KEY_PREFIX: &str = "SWMKEY-1-";
 const NONCE_LEN: usize = 12;
 
-/// The DEK, and the unlock key when it was just created locked (to show once).
+/// The DEK.
 pub(crate) struct Dek {
     pub(crate) key: [u8; 32],
-    pub(crate) new_unlock_key: Option<String>,
+}
+
+/// A new unlock key, `SWMKEY-1-<base64 of 32 random bytes>`.
+pub(crate) fn new_unlock_key() -> String {
+    format_unlock_key(&rand::random())
 }
 
 /// Parses an unlock key (`SWMKEY-1-<base64>`) into the key encryption key.
@@ -75,11 +81,11 @@ fn unwrap(kek: &[u8; 32], wrapped: &[u8]) -> Option<[u8; 32]> {
     plain.try_into().ok()
 }
 
-/// Reads this manager's DEK, creating it (locked when `autolock`) when there is none.
-/// A locked DEK needs `unlock_key`.
+/// Reads this manager's DEK, creating it (wrapped by `lock_new_with` when given, else plain)
+/// when there is none. A locked DEK needs `unlock_key`.
 pub(crate) fn load_or_create(
     raft_dir: &Path,
-    autolock: bool,
+    lock_new_with: Option<&str>,
     unlock_key: Option<&str>,
 ) -> Result<Dek, ManagerError> {
     let path = raft_dir.join(DEK_FILE);
@@ -105,7 +111,8 @@ pub(crate) fn load_or_create(
                     let Some(unlock_key) = unlock_key else {
                         return Err(ManagerError::FailedPrecondition(
                             "this manager is locked (autolock): start it with --unlock-key \
-                             SWMKEY-1-... (the unlock key shown when its key was created)"
+                             SWMKEY-1-... (the cluster's unlock key; `swarmctl cluster \
+                             unlock-key` on another manager shows it)"
                                 .into(),
                         ));
                     };
@@ -113,42 +120,103 @@ pub(crate) fn load_or_create(
                         .map_err(|e| ManagerError::InvalidArgument(format!("--unlock-key: {e}")))?;
                     unwrap(&kek, &bytes).ok_or_else(|| {
                         ManagerError::InvalidArgument(
-                            "--unlock-key: wrong unlock key for this manager".into(),
+                            "--unlock-key: wrong unlock key for this manager (after a rotation, \
+                             a manager that was down needs the key from before it)"
+                                .into(),
                         )
                     })?
                 }
                 _ => return Err(corrupt("unknown kind")),
             };
-            return Ok(Dek {
-                key,
-                new_unlock_key: None,
-            });
+            return Ok(Dek { key });
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(storage(e)),
     }
     let key: [u8; 32] = rand::random();
-    let new_unlock_key = if autolock {
-        Some(lock_with_new_key(raft_dir, &key)?)
-    } else {
-        write_file(raft_dir, &format!("{HEADER} plain {}\n", B64.encode(key)))?;
-        None
-    };
-    Ok(Dek {
-        key,
-        new_unlock_key,
-    })
+    store(raft_dir, &key, lock_new_with)?;
+    Ok(Dek { key })
 }
 
-/// Wraps `dek` with a new unlock key, stores it, and returns the unlock key.
-fn lock_with_new_key(raft_dir: &Path, dek: &[u8; 32]) -> Result<String, ManagerError> {
-    let kek: [u8; 32] = rand::random();
-    let wrapped = wrap(&kek, dek)?;
-    write_file(
-        raft_dir,
-        &format!("{HEADER} locked {}\n", B64.encode(wrapped)),
-    )?;
-    Ok(format_unlock_key(&kek))
+/// Stores `dek` wrapped by `unlock_key`, or plain when there is none.
+pub(crate) fn store(
+    raft_dir: &Path,
+    dek: &[u8; 32],
+    unlock_key: Option<&str>,
+) -> Result<(), ManagerError> {
+    match unlock_key {
+        Some(text) => {
+            let kek = parse_unlock_key(text)
+                .map_err(|e| ManagerError::Internal(format!("the cluster's unlock key: {e}")))?;
+            let wrapped = wrap(&kek, dek)?;
+            write_file(
+                raft_dir,
+                &format!("{HEADER} locked {}\n", B64.encode(wrapped)),
+            )
+        }
+        None => write_file(raft_dir, &format!("{HEADER} plain {}\n", B64.encode(dek))),
+    }
+}
+
+/// Whether this manager already has a DEK.
+pub(crate) fn exists(raft_dir: &Path) -> bool {
+    raft_dir.join(DEK_FILE).exists()
+}
+
+/// Keeps this manager's DEK wrapped by the cluster's unlock key (plain while autolock is off),
+/// from the store's cluster object, until `cancel`. `wrapped_with` is the key it is wrapped by
+/// now. The key itself is never logged.
+pub(crate) async fn keep_wrapped(
+    store: Arc<swarm_store::MemoryStore>,
+    raft_dir: PathBuf,
+    dek: [u8; 32],
+    mut wrapped_with: Option<String>,
+    cancel: CancellationToken,
+) {
+    use swarm_store::StoreRead as _;
+    let mut watcher = store.watch();
+    loop {
+        // No cluster object yet (a joining manager catching up): leave the key as it is.
+        let wanted = store.view(|tx| tx.cluster().map(|c| c.root_ca.unlock_key.clone()));
+        if let Some(wanted) = wanted.map(|k| Some(k).filter(|k| !k.is_empty()))
+            && wanted != wrapped_with
+        {
+            match store_blocking(&raft_dir, dek, wanted.clone()).await {
+                Ok(()) => {
+                    if wanted.is_some() {
+                        tracing::info!("raft key wrapped with the cluster's unlock key (autolock)");
+                    } else {
+                        tracing::info!("raft key stored unwrapped: autolock is off");
+                    }
+                    wrapped_with = wanted;
+                }
+                Err(error) => tracing::error!(%error, "wrapping the raft key again"),
+            }
+        }
+        // Look again after a change of the cluster object (or a resync).
+        loop {
+            let update = tokio::select! {
+                () = cancel.cancelled() => return,
+                update = crate::watch::next(&mut watcher) => update,
+            };
+            match update {
+                crate::watch::Update::Closed => return,
+                crate::watch::Update::Changes(changes) if changes.clusters().next().is_none() => {}
+                _ => break,
+            }
+        }
+    }
+}
+
+async fn store_blocking(
+    raft_dir: &Path,
+    dek: [u8; 32],
+    unlock_key: Option<String>,
+) -> Result<(), ManagerError> {
+    let raft_dir = raft_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || store(&raft_dir, &dek, unlock_key.as_deref()))
+        .await
+        .map_err(|e| ManagerError::Internal(format!("wrapping the raft key: {e}")))?
 }
 
 /// Whether this manager's raft key is locked (autolock).
@@ -183,41 +251,11 @@ fn write_file(raft_dir: &Path, line: &str) -> Result<(), ManagerError> {
     Ok(())
 }
 
-/// The `Unlock` service of a running manager: shows and rotates its unlock key.
-pub(crate) struct UnlockService {
-    raft_dir: PathBuf,
-    dek: [u8; 32],
-    /// The current unlock key; `None` while autolock is off.
-    unlock_key: Arc<Mutex<Option<String>>>,
-}
-
-impl UnlockService {
-    pub(crate) fn new(raft_dir: PathBuf, dek: [u8; 32], unlock_key: Option<String>) -> Self {
-        Self {
-            raft_dir,
-            dek,
-            unlock_key: Arc::new(Mutex::new(unlock_key)),
-        }
-    }
-}
+/// The `Unlock` service of a running manager: there is nothing to unlock.
+pub(crate) struct UnlockService;
 
 #[tonic::async_trait]
 impl pb::unlock_server::Unlock for UnlockService {
-    async fn get_unlock_key(
-        &self,
-        request: Request<pb::GetUnlockKeyRequest>,
-    ) -> Result<Response<pb::GetUnlockKeyResponse>, Status> {
-        let mut current = self.unlock_key.lock();
-        if request.into_inner().rotate {
-            let key = lock_with_new_key(&self.raft_dir, &self.dek).map_err(Status::from)?;
-            tracing::info!("the unlock key was rotated; autolock is on");
-            *current = Some(key);
-        }
-        Ok(Response::new(pb::GetUnlockKeyResponse {
-            unlock_key: current.clone().unwrap_or_default(),
-        }))
-    }
-
     async fn unlock_node(
         &self,
         _request: Request<pb::UnlockNodeRequest>,
@@ -234,21 +272,12 @@ struct LockedService {
 
 #[tonic::async_trait]
 impl pb::unlock_server::Unlock for LockedService {
-    async fn get_unlock_key(
-        &self,
-        _request: Request<pb::GetUnlockKeyRequest>,
-    ) -> Result<Response<pb::GetUnlockKeyResponse>, Status> {
-        Err(Status::failed_precondition(
-            "this manager is locked: unlock it first (swarmctl node unlock)",
-        ))
-    }
-
     async fn unlock_node(
         &self,
         request: Request<pb::UnlockNodeRequest>,
     ) -> Result<Response<pb::UnlockNodeResponse>, Status> {
         let key = request.into_inner().unlock_key.trim().to_owned();
-        load_or_create(&self.raft_dir, false, Some(&key)).map_err(Status::from)?;
+        load_or_create(&self.raft_dir, None, Some(&key)).map_err(Status::from)?;
         self.unlocked
             .send(key)
             .await
@@ -305,72 +334,93 @@ mod tests {
     fn a_plain_key_is_created_once_with_mode_0600() {
         use std::os::unix::fs::PermissionsExt as _;
         let dir = tempfile::tempdir().expect("tempdir");
-        let first = load_or_create(dir.path(), false, None).expect("create");
-        assert!(first.new_unlock_key.is_none());
+        let first = load_or_create(dir.path(), None, None).expect("create");
+        assert!(!is_locked(dir.path()));
         let mode = std::fs::metadata(dir.path().join(DEK_FILE))
             .expect("dek")
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let again = load_or_create(dir.path(), false, None).expect("load");
+        let again = load_or_create(dir.path(), None, None).expect("load");
         assert_eq!(first.key, again.key);
     }
 
     #[test]
     fn a_locked_key_needs_the_unlock_key() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let created = load_or_create(dir.path(), true, None).expect("create");
-        let unlock = created.new_unlock_key.expect("unlock key shown");
+        let unlock = new_unlock_key();
         assert!(unlock.starts_with("SWMKEY-1-"), "{unlock}");
+        let created = load_or_create(dir.path(), Some(&unlock), None).expect("create");
+        assert!(is_locked(dir.path()));
         let on_disk = std::fs::read_to_string(dir.path().join(DEK_FILE)).expect("dek");
         assert!(!on_disk.contains(&B64.encode(created.key)));
-        let locked = load_or_create(dir.path(), true, None)
+        let locked = load_or_create(dir.path(), None, None)
             .err()
             .expect("locked");
         assert!(locked.to_string().contains("--unlock-key"), "{locked}");
-        let wrong = format_unlock_key(&[9; 32]);
-        let error = load_or_create(dir.path(), true, Some(&wrong))
+        let wrong = new_unlock_key();
+        let error = load_or_create(dir.path(), None, Some(&wrong))
             .err()
             .expect("wrong key");
         assert!(error.to_string().contains("wrong unlock key"), "{error}");
-        let opened = load_or_create(dir.path(), false, Some(&unlock)).expect("unlock");
+        let opened = load_or_create(dir.path(), None, Some(&unlock)).expect("unlock");
         assert_eq!(opened.key, created.key);
-        assert!(opened.new_unlock_key.is_none());
         assert!(parse_unlock_key("SWMKEY-1-abc").is_err());
     }
 
-    #[tokio::test]
-    async fn rotating_wraps_the_same_key_with_a_new_unlock_key() {
-        use pb::unlock_server::Unlock as _;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_key_follows_the_clusters_unlock_key() {
+        use swarm_store::{Action, Batch, MemoryStore, Object};
         let dir = tempfile::tempdir().expect("tempdir");
-        let created = load_or_create(dir.path(), false, None).expect("create plain");
-        let service = UnlockService::new(dir.path().to_path_buf(), created.key, None);
-        let shown = service
-            .get_unlock_key(Request::new(pb::GetUnlockKeyRequest { rotate: false }))
-            .await
-            .expect("show");
-        assert_eq!(shown.into_inner().unlock_key, "", "autolock is off");
-        let first = service
-            .get_unlock_key(Request::new(pb::GetUnlockKeyRequest { rotate: true }))
-            .await
-            .expect("rotate")
-            .into_inner()
-            .unlock_key;
-        assert!(is_locked(dir.path()));
-        let second = service
-            .get_unlock_key(Request::new(pb::GetUnlockKeyRequest { rotate: true }))
-            .await
-            .expect("rotate again")
-            .into_inner()
-            .unlock_key;
-        assert_ne!(first, second);
-        assert!(load_or_create(dir.path(), false, Some(&first)).is_err());
-        let opened = load_or_create(dir.path(), false, Some(&second)).expect("new key");
-        assert_eq!(opened.key, created.key);
-        let refused = service
-            .unlock_node(Request::new(pb::UnlockNodeRequest { unlock_key: second }))
-            .await
-            .expect_err("not locked");
-        assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+        let dek = load_or_create(dir.path(), None, None).expect("create plain").key;
+        let store = Arc::new(MemoryStore::new());
+        let cancel = CancellationToken::new();
+        let keeper = tokio::spawn(keep_wrapped(
+            store.clone(),
+            dir.path().to_path_buf(),
+            dek,
+            None,
+            cancel.clone(),
+        ));
+        let mut cluster = swarm_types::Cluster {
+            id: "c1".into(),
+            meta: Default::default(),
+            spec: swarm_types::ClusterSpec::with_defaults(),
+            root_ca: Default::default(),
+        };
+        let set_key = |cluster: &mut swarm_types::Cluster, key: &str, index: u64| {
+            cluster.root_ca.unlock_key = key.to_string();
+            let action = if index == 1 {
+                Action::Create(Object::Cluster(cluster.clone()))
+            } else {
+                Action::Update(Object::Cluster(cluster.clone()))
+            };
+            store.apply(index, Batch::new(vec![action])).expect("apply");
+            cluster.meta.version = index;
+        };
+        let opens_with = |key: Option<&str>| {
+            load_or_create(dir.path(), None, key).is_ok_and(|opened| opened.key == dek)
+        };
+        let wait = |what: &str, check: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !check() {
+                assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        };
+        let first = new_unlock_key();
+        set_key(&mut cluster, &first, 1);
+        wait("locked with the first key", &|| {
+            is_locked(dir.path()) && opens_with(Some(&first))
+        });
+        let second = new_unlock_key();
+        set_key(&mut cluster, &second, 2);
+        wait("locked with the rotated key", &|| opens_with(Some(&second)));
+        assert!(!opens_with(Some(&first)), "the old key stops working");
+        set_key(&mut cluster, "", 3);
+        wait("stored plain", &|| !is_locked(dir.path()));
+        assert!(opens_with(None));
+        cancel.cancel();
+        keeper.await.expect("keeper");
     }
 }

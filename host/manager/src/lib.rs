@@ -102,8 +102,9 @@ pub struct ManagerConfig {
     /// Quorum-loss recovery (`--force-new-cluster`): keep this manager's raft state and make it
     /// the only member of the raft group, at `advertise_addr`. Needs existing raft state.
     pub force_new_cluster: bool,
-    /// Create this manager's raft data encryption key locked by an unlock key (SwarmKit's
-    /// autolock), shown once by [`Manager::new_unlock_key`]. Only when the key is created.
+    /// Turn autolock on in a new cluster (`StartMode::Bootstrap`): the cluster gets an unlock
+    /// key, shown once by [`Manager::new_unlock_key`], that every manager's raft data key is
+    /// wrapped with. Ignored (with a warning) otherwise: `swarmctl cluster update --autolock`.
     pub autolock: bool,
     /// The unlock key (`SWMKEY-1-...`) of a locked manager.
     pub unlock_key: Option<String>,
@@ -116,7 +117,7 @@ pub struct Manager {
     leadership: Leadership,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
-    /// The unlock key of a raft key created locked at this start (to show once).
+    /// The unlock key of a cluster created locked at this start (to show once).
     new_unlock_key: Option<String>,
 }
 
@@ -174,14 +175,27 @@ impl Manager {
                 ));
             }
         }
-        let dek = dek::load_or_create(&raft_dir, autolock, unlock_key.as_deref())?;
-        raft_config.cipher = Some(dek.key);
-        let current_unlock_key = match &dek.new_unlock_key {
-            Some(key) => Some(key.clone()),
-            None if dek::is_locked(&raft_dir) => unlock_key.clone(),
-            None => None,
+        let new_unlock_key = match &start {
+            StartMode::Bootstrap { .. } if autolock && !dek::exists(&raft_dir) => {
+                Some(dek::new_unlock_key())
+            }
+            _ if autolock => {
+                warn!(
+                    "--autolock applies when a cluster is created; turn it on for this cluster \
+                     with `swarmctl cluster update --autolock true`"
+                );
+                None
+            }
+            _ => None,
         };
-        let unlock_service = dek::UnlockService::new(raft_dir.clone(), dek.key, current_unlock_key);
+        let dek = dek::load_or_create(&raft_dir, new_unlock_key.as_deref(), unlock_key.as_deref())?;
+        raft_config.cipher = Some(dek.key);
+        let wrapped_with = if dek::is_locked(&raft_dir) {
+            new_unlock_key.clone().or(unlock_key.clone())
+        } else {
+            None
+        };
+        let unlock_service = dek::UnlockService;
         if force_new_cluster {
             if !raft_dir.join(swarm_raft::LOG_FILE_NAME).exists() {
                 return Err(ManagerError::FailedPrecondition(format!(
@@ -232,7 +246,9 @@ impl Manager {
                 false,
             ) => {
                 raft.bootstrap_single(advertise_addr.clone()).await?;
-                Some((cluster_id.clone(), root_ca.clone()))
+                let mut root_ca = root_ca.clone();
+                root_ca.unlock_key = new_unlock_key.clone().unwrap_or_default();
+                Some((cluster_id.clone(), root_ca))
             }
             (StartMode::Restart, false) => {
                 return Err(ManagerError::FailedPrecondition(format!(
@@ -263,6 +279,13 @@ impl Manager {
             ));
         }
 
+        tasks.spawn(dek::keep_wrapped(
+            store.clone(),
+            raft_dir.clone(),
+            dek.key,
+            wrapped_with,
+            cancel.clone(),
+        ));
         let term = TermContext {
             store: store.clone(),
             committer: committer.clone(),
@@ -285,12 +308,12 @@ impl Manager {
             leadership,
             tasks,
             cancel,
-            new_unlock_key: dek.new_unlock_key,
+            new_unlock_key,
         })
     }
 
-    /// The unlock key (`SWMKEY-1-...`) when this start created the manager's raft key locked
-    /// (autolock): shown once, never stored; every later start needs it.
+    /// The unlock key (`SWMKEY-1-...`) when this start created a cluster with autolock: shown
+    /// once (`swarmctl cluster unlock-key` shows it again); every manager's start needs it.
     pub fn new_unlock_key(&self) -> Option<&str> {
         self.new_unlock_key.as_deref()
     }
@@ -676,7 +699,10 @@ async fn ensure_cluster(
                     created_at: now,
                     updated_at: now,
                 },
-                spec: ClusterSpec::with_defaults(),
+                spec: ClusterSpec {
+                    autolock: !root_ca.unlock_key.is_empty(),
+                    ..ClusterSpec::with_defaults()
+                },
                 root_ca,
             };
             commit::commit_with(store, committer, |tx| Ok(tx.create(cluster)?)).await?;

@@ -140,6 +140,8 @@ pub fn new_cluster(node_id: &str) -> Result<NewCluster, NodeError> {
             .to_string(),
         worker_token: token(),
         manager_token: token(),
+        // Set by the manager when it creates the cluster with autolock.
+        unlock_key: String::new(),
     };
     Ok(NewCluster {
         cluster_id,

@@ -73,8 +73,8 @@ pub struct NodeConfig {
     /// Quorum-loss recovery (`--force-new-cluster`): a manager keeps its raft state and becomes
     /// the only manager; the other managers must join again.
     pub force_new_cluster: bool,
-    /// Create a manager's raft encryption key locked by an unlock key (SwarmKit's autolock);
-    /// the key is shown once on stderr and needed at every later start.
+    /// Create the cluster with autolock on (SwarmKit's): managers' raft encryption keys are
+    /// locked by the cluster's unlock key, shown once on stderr and needed at every start.
     pub autolock: bool,
     /// The unlock key (`SWMKEY-1-...`) of a locked manager.
     pub unlock_key: Option<String>,

@@ -233,8 +233,9 @@ async fn run_role(
             if let Some(key) = manager.as_ref().and_then(|m| m.new_unlock_key()) {
                 // Shown once, on stderr only (never logged, never stored): SwarmKit's autolock.
                 eprintln!(
-                    "This manager's raft data is locked (autolock). Keep this unlock key; every \
-                     start needs it (--unlock-key or SWARMD_UNLOCK_KEY):\n\n    {key}\n"
+                    "The cluster is locked (autolock). Keep this unlock key: every manager needs \
+                     it at each start (--unlock-key, SWARMD_UNLOCK_KEY or `swarmctl node \
+                     unlock`); `swarmctl cluster unlock-key` shows it again:\n\n    {key}\n"
                 );
             }
             // The agent of a manager talks to its own manager, which forwards to the leader.

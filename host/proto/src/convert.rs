@@ -709,6 +709,7 @@ impl From<t::ClusterSpec> for pb::ClusterSpec {
                 election_tick: s.raft.election_tick,
             }),
             scheduler: s.scheduler,
+            autolock: s.autolock,
         }
     }
 }
@@ -744,13 +745,14 @@ impl TryFrom<pb::ClusterSpec> for t::ClusterSpec {
                 election_tick: raft.election_tick,
             },
             scheduler: s.scheduler,
+            autolock: s.autolock,
         })
     }
 }
 
 impl From<t::Cluster> for pb::Cluster {
     fn from(c: t::Cluster) -> Self {
-        // The key stays in the store: the API shows the certificate and the tokens only.
+        // The keys stay in the store: the API shows the certificate and the tokens only.
         let digest = c
             .root_ca
             .join_tokens()
@@ -789,6 +791,7 @@ impl TryFrom<pb::Cluster> for t::Cluster {
                 key_pem: String::new(),
                 worker_token: tokens.worker,
                 manager_token: tokens.manager,
+                unlock_key: String::new(),
             },
         })
     }

@@ -456,10 +456,15 @@ pub enum ClusterCommand {
         /// places tasks from the next scheduling pass.
         #[arg(long, value_name = "PLUGIN")]
         scheduler: Option<String>,
+        /// Lock every manager's raft data with the cluster's unlock key (true) or stop (false);
+        /// a restarted manager then waits for the key (`node unlock`).
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        autolock: Option<bool>,
     },
-    /// Show this manager's unlock key (autolock); none while autolock is off.
+    /// Show the cluster's unlock key (autolock); none while autolock is off.
     UnlockKey {
-        /// Make a new unlock key first (and turn autolock on); the old one stops working.
+        /// Make a new unlock key first; every manager wraps its raft key with it, and the old
+        /// one then stops working (a manager that was down needs the old one once).
         #[arg(long)]
         rotate: bool,
     },

@@ -134,10 +134,10 @@ impl Manager {
         )
     }
 
-    /// This manager's unlock key (empty when autolock is off); a new one first with `rotate`.
+    /// The cluster's unlock key (empty when autolock is off); a new one first with `rotate`.
     pub async fn get_unlock_key(&mut self, rotate: bool) -> Result<String, CliError> {
         let request = pb::GetUnlockKeyRequest { rotate };
-        let response = self.unlock.get_unlock_key(request).await;
+        let response = self.client.get_unlock_key(request).await;
         Ok(response
             .map_err(|s| self.status(s))?
             .into_inner()

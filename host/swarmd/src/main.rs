@@ -79,13 +79,13 @@ struct Args {
     #[arg(long)]
     force_new_cluster: bool,
 
-    /// Lock this manager's raft encryption key with an unlock key (SwarmKit's autolock) when the
-    /// key is created: the unlock key is printed once, and every later start needs
-    /// --unlock-key.
+    /// Create the cluster with autolock on (SwarmKit's): every manager's raft encryption key is
+    /// locked by the cluster's unlock key, printed once here (`swarmctl cluster unlock-key`
+    /// shows it again); every manager's start needs it. Later: `cluster update --autolock`.
     #[arg(long)]
     autolock: bool,
 
-    /// The unlock key (`SWMKEY-1-...`) of a locked manager.
+    /// The cluster's unlock key (`SWMKEY-1-...`), for a locked manager.
     #[arg(long, env = "SWARMD_UNLOCK_KEY", hide_env_values = true)]
     unlock_key: Option<String>,
 }

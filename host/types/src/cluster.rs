@@ -43,6 +43,10 @@ pub struct ClusterSpec {
     /// The scheduler plugin (an installed plugin's name); empty: the embedded default.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub scheduler: String,
+    /// Managers keep their raft data key wrapped by the cluster's unlock key
+    /// ([`RootCaState::unlock_key`]); a restarted manager waits for it (SwarmKit's autolock).
+    #[serde(default)]
+    pub autolock: bool,
 }
 
 impl ClusterSpec {
@@ -67,6 +71,7 @@ impl ClusterSpec {
                 election_tick: 10,
             },
             scheduler: String::new(),
+            autolock: false,
         }
     }
 
@@ -132,6 +137,11 @@ pub struct RootCaState {
     pub worker_token: String,
     /// The current manager join token.
     pub manager_token: String,
+    /// The unlock key (`SWMKEY-1-...`) every manager wraps its raft data key with while
+    /// autolock is on; empty when it is off. Never returned by the control API but through
+    /// `GetUnlockKey`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub unlock_key: String,
 }
 
 impl std::fmt::Debug for RootCaState {
@@ -139,6 +149,7 @@ impl std::fmt::Debug for RootCaState {
         f.debug_struct("RootCaState")
             .field("cert_pem_bytes", &self.cert_pem.len())
             .field("has_key", &!self.key_pem.is_empty())
+            .field("has_unlock_key", &!self.unlock_key.is_empty())
             .finish_non_exhaustive()
     }
 }

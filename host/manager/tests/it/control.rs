@@ -696,3 +696,56 @@ async fn configs_show_their_data_on_get_only() {
     assert_eq!(listed[0].data_size, 12);
     s.shutdown().await;
 }
+
+#[tokio::test]
+async fn autolock_gives_the_cluster_one_unlock_key_that_rotates() {
+    let mut s = must_serve().await;
+    let key = |s: &mut Served, rotate: bool| {
+        let mut client = s.client.clone();
+        async move {
+            client
+                .get_unlock_key(pb::GetUnlockKeyRequest { rotate })
+                .await
+                .map(|r| r.into_inner().unlock_key)
+        }
+    };
+    assert_eq!(key(&mut s, false).await.expect("off"), "");
+    assert_status(
+        key(&mut s, true).await,
+        Code::FailedPrecondition,
+        "autolock is off",
+    );
+    let update = |s: &Served, autolock: bool| {
+        let cluster = s.h.view(|tx| tx.cluster().map(|c| (**c).clone())).expect("cluster");
+        let mut spec = cluster.spec.clone();
+        spec.autolock = autolock;
+        let mut client = s.client.clone();
+        async move {
+            client
+                .update_cluster(pb::UpdateClusterRequest {
+                    cluster_id: cluster.id.clone(),
+                    cluster_version: cluster.meta.version,
+                    spec: Some(spec.into()),
+                    rotation: None,
+                })
+                .await
+                .expect("updated")
+                .into_inner()
+                .cluster
+                .expect("cluster")
+        }
+    };
+    let shown = update(&s, true).await;
+    let first = key(&mut s, false).await.expect("on");
+    assert!(first.starts_with("SWMKEY-1-"), "{first}");
+    assert!(
+        !format!("{shown:?}").contains(&first),
+        "the cluster object never carries the key out"
+    );
+    let second = key(&mut s, true).await.expect("rotated");
+    assert!(second.starts_with("SWMKEY-1-") && second != first);
+    assert_eq!(key(&mut s, false).await.expect("same"), second);
+    update(&s, false).await;
+    assert_eq!(key(&mut s, false).await.expect("off again"), "");
+    s.shutdown().await;
+}

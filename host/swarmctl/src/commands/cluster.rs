@@ -16,13 +16,12 @@ pub async fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let mut manager = context.connect().await?;
-    // Answered by this manager itself (even a locked one, which then says so).
     if let ClusterCommand::UnlockKey { rotate } = command {
         let key = manager.get_unlock_key(rotate).await?;
         if key.is_empty() {
             writeln!(
                 out,
-                "autolock is off: no unlock key (`cluster unlock-key --rotate` turns it on)"
+                "autolock is off: no unlock key (`cluster update --autolock true` turns it on)"
             )?;
         } else {
             writeln!(out, "{key}")?;
@@ -46,6 +45,7 @@ pub async fn run(
             grace_multiplier,
             rotate_join_token,
             scheduler,
+            autolock,
         } => {
             let cluster = resolve("cluster", &cluster, &clusters, |_| false)?;
             let mut spec = cluster.spec.clone();
@@ -61,9 +61,13 @@ pub async fn run(
             let rotation = (!rotate_join_token.is_empty()).then(|| pb::KeyRotation {
                 worker_join_token: rotate_join_token.iter().any(|r| r == "worker"),
                 manager_join_token: rotate_join_token.iter().any(|r| r == "manager"),
+                manager_unlock_key: false,
             });
             if let Some(scheduler) = scheduler {
                 spec.scheduler = scheduler;
+            }
+            if let Some(autolock) = autolock {
+                spec.autolock = autolock;
             }
             let updated = manager.update_cluster(cluster, spec, rotation).await?;
             writeln!(out, "{}", updated.id)?;
@@ -105,6 +109,10 @@ fn fields(c: &t::Cluster, now: t::Timestamp) -> String {
         (
             "Task history limit",
             s.orchestration.task_history_retention_limit.to_string(),
+        ),
+        (
+            "Autolock",
+            if s.autolock { "on" } else { "off" }.to_string(),
         ),
         (
             "Heartbeat period",
