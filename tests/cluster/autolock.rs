@@ -13,7 +13,11 @@ fn dek(node: &TestNode) -> String {
 }
 
 fn unlock_key(node: &TestNode) -> String {
-    node.ctl(&["cluster", "unlock-key"]).ok().stdout.trim().to_string()
+    node.ctl(&["cluster", "unlock-key"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
 }
 
 /// Restarts `index` and unlocks it with `key` after a wrong key is refused.
@@ -99,7 +103,10 @@ fn one_unlock_key_locks_every_manager_and_rotates() {
         .stdout
         .trim()
         .to_string();
-    assert!(second.starts_with("SWMKEY-1-") && second != first, "{second}");
+    assert!(
+        second.starts_with("SWMKEY-1-") && second != first,
+        "{second}"
+    );
     poll("every manager's raft key wrapped again", || {
         cluster
             .managers

@@ -372,7 +372,9 @@ mod tests {
     async fn the_key_follows_the_clusters_unlock_key() {
         use swarm_store::{Action, Batch, MemoryStore, Object};
         let dir = tempfile::tempdir().expect("tempdir");
-        let dek = load_or_create(dir.path(), None, None).expect("create plain").key;
+        let dek = load_or_create(dir.path(), None, None)
+            .expect("create plain")
+            .key;
         let store = Arc::new(MemoryStore::new());
         let cancel = CancellationToken::new();
         let keeper = tokio::spawn(keep_wrapped(

@@ -1097,8 +1097,10 @@ mod tests {
                 key_pem: "-----BEGIN PRIVATE KEY-----".into(),
                 worker_token: token(1),
                 manager_token: token(2),
+                unlock_key: "SWMKEY-1-secret".into(),
             },
         };
+        cluster.spec.autolock = true;
         let wire = pb::Cluster::from(cluster.clone());
         assert_eq!(
             wire.root_ca.as_ref().map(|ca| ca.digest.as_str()),
@@ -1107,10 +1109,12 @@ mod tests {
         );
         let back: t::Cluster = wire.try_into().expect("cluster");
         assert!(
-            back.root_ca.key_pem.is_empty(),
-            "the CA key never leaves the store"
+            back.root_ca.key_pem.is_empty() && back.root_ca.unlock_key.is_empty(),
+            "the CA key and the unlock key never leave the store"
         );
+        assert!(back.spec.autolock);
         cluster.root_ca.key_pem.clear();
+        cluster.root_ca.unlock_key.clear();
         assert_eq!(back, cluster);
         let node = t::Node {
             id: "n".into(),

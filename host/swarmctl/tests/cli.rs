@@ -689,6 +689,13 @@ impl Control for Fake {
         Err(Status::unimplemented("not in the fake"))
     }
 
+    async fn get_unlock_key(
+        &self,
+        _: Request<pb::GetUnlockKeyRequest>,
+    ) -> Result<Response<pb::GetUnlockKeyResponse>, Status> {
+        Err(Status::unimplemented("not in the fake"))
+    }
+
     async fn create_secret(
         &self,
         _: Request<pb::CreateSecretRequest>,

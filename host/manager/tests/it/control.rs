@@ -716,7 +716,9 @@ async fn autolock_gives_the_cluster_one_unlock_key_that_rotates() {
         "autolock is off",
     );
     let update = |s: &Served, autolock: bool| {
-        let cluster = s.h.view(|tx| tx.cluster().map(|c| (**c).clone())).expect("cluster");
+        let cluster =
+            s.h.view(|tx| tx.cluster().map(|c| (**c).clone()))
+                .expect("cluster");
         let mut spec = cluster.spec.clone();
         spec.autolock = autolock;
         let mut client = s.client.clone();
