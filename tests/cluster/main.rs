@@ -6,6 +6,7 @@ mod docker;
 mod errors;
 mod history;
 mod multi;
+mod partition;
 mod plugins;
 mod recovery;
 mod runtimes;

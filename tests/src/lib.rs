@@ -7,6 +7,7 @@
 //! which `scripts/test.sh` runs first); a missing binary fails with that instruction.
 
 pub mod linearizability;
+pub mod netns;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -95,6 +96,9 @@ pub struct NodeOptions {
     pub join: Option<(String, String)>,
     /// More swarmd flags.
     pub args: Vec<String>,
+    /// `(network namespace, address)` to run swarmd in (see [`netns::Mesh`]); `None`: the
+    /// host's loopback.
+    pub netns: Option<(String, String)>,
 }
 
 impl Default for NodeOptions {
@@ -104,6 +108,7 @@ impl Default for NodeOptions {
             port: 0,
             join: None,
             args: Vec::new(),
+            netns: None,
         }
     }
 }
@@ -152,7 +157,12 @@ impl TestNode {
 
     /// The address other nodes join through.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.options.port)
+        let ip = self
+            .options
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1", |(_, ip)| ip);
+        format!("{ip}:{}", self.options.port)
     }
 
     pub fn hostname(&self) -> &str {
@@ -199,7 +209,17 @@ impl TestNode {
             .append(true)
             .open(self.dir.path().join("swarmd.log"))
             .expect("log file");
-        let mut command = Command::new(binary("swarmd"));
+        // `ip netns exec` execs swarmd in the namespace: the child is swarmd itself.
+        let mut command = match &self.options.netns {
+            Some((namespace, _)) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", namespace])
+                    .arg(binary("swarmd"));
+                command
+            }
+            None => Command::new(binary("swarmd")),
+        };
         command
             .arg("--state-dir")
             .arg(self.state_dir())
@@ -389,10 +409,22 @@ impl TestCluster {
     /// Start `managers` managers (at least 1) and `workers` workers, and wait until every node
     /// is READY. Agents heartbeat every second (so a dead node is DOWN after 3 s).
     pub fn start(managers: usize, workers: usize) -> Self {
+        Self::start_with(managers, workers, None)
+    }
+
+    /// A cluster of one manager in each namespace of `mesh` (manager-i in namespace i), so a
+    /// test can partition them.
+    pub fn start_in(mesh: &netns::Mesh) -> Self {
+        Self::start_with(mesh.size(), 0, Some(mesh))
+    }
+
+    fn start_with(managers: usize, workers: usize, mesh: Option<&netns::Mesh>) -> Self {
         assert!(managers >= 1, "a cluster needs a manager");
+        let place = |i: usize| mesh.map(|m| (m.namespace(i), m.ip(i)));
         let first = TestNode::spawn_with(NodeOptions {
             hostname: "manager-1".into(),
             args: CLUSTER_ARGS.iter().map(|s| s.to_string()).collect(),
+            netns: place(1),
             ..Default::default()
         });
         first.wait_ready_local();
@@ -404,7 +436,7 @@ impl TestCluster {
             workers: Vec::new(),
         };
         for i in 2..=managers {
-            cluster.add_manager(&format!("manager-{i}"));
+            cluster.add_manager_in(&format!("manager-{i}"), place(i));
         }
         for i in 1..=workers {
             cluster.add_worker(&format!("worker-{i}"));
@@ -435,10 +467,15 @@ impl TestCluster {
 
     /// Join a new manager and wait until it is READY.
     pub fn add_manager(&mut self, hostname: &str) -> &TestNode {
+        self.add_manager_in(hostname, None)
+    }
+
+    fn add_manager_in(&mut self, hostname: &str, netns: Option<(String, String)>) -> &TestNode {
         let node = TestNode::spawn_with(NodeOptions {
             hostname: hostname.into(),
             join: Some((self.any_manager().addr(), self.token("manager"))),
             args: CLUSTER_ARGS.iter().map(|s| s.to_string()).collect(),
+            netns,
             ..Default::default()
         });
         self.wait_ready(hostname);
