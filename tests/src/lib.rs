@@ -386,6 +386,10 @@ impl Drop for TestNode {
                     .status();
             }
         }
+        // The tasks' secret and config files (on the /dev/shm tmpfs) go with the node.
+        if let Ok(id) = std::fs::read_to_string(self.state_dir().join("node-id")) {
+            let _ = std::fs::remove_dir_all(format!("/dev/shm/swarmd-{}", id.trim()));
+        }
     }
 }
 
