@@ -1,7 +1,8 @@
 //! Linearizability under faults: clients read and write registers (the labels of one service)
 //! through random managers of a 3-manager cluster while the leader is killed with SIGKILL and
-//! brought back, then a follower; the recorded history must be linearizable and every
-//! acknowledged write must survive.
+//! brought back, then a follower (one test), or while the leader and then a follower are cut
+//! off the network and rejoin (another, in network namespaces); the recorded history must be
+//! linearizable and every acknowledged write must survive.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use swarm_tests::linearizability::{self, Kind, Operation};
+use swarm_tests::netns::Mesh;
 use swarm_tests::{TestCluster, binary, poll};
 
 const KEYS: [&str; 3] = ["k0", "k1", "k2"];
@@ -167,47 +169,9 @@ fn wait_serving(socket: &Path, what: &str) {
 #[test]
 fn register_history_under_leader_and_follower_kills_is_linearizable() {
     let mut cluster = TestCluster::start(3, 0);
-    cluster
-        .any_manager()
-        .ctl(&[
-            "service",
-            "create",
-            "--name",
-            "reg",
-            "--replicas",
-            "0",
-            "--process",
-            "--",
-            "sleep",
-            "1",
-        ])
-        .ok();
-    let sockets: Vec<PathBuf> = cluster.managers.iter().map(|m| m.socket()).collect();
-    for socket in &sockets {
-        wait_serving(socket, "every manager to serve reads");
-    }
-    let alive: Vec<AtomicBool> = sockets.iter().map(|_| AtomicBool::new(true)).collect();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
-    println!("seed {seed}");
-
-    let start = Instant::now();
-    let pace = |at: u64| {
-        let at = Duration::from_millis(at);
-        thread::sleep(at.saturating_sub(start.elapsed()));
-    };
-    let mut faults = Vec::new();
-    let (mut history, failures) = thread::scope(|s| {
-        let clients: Vec<_> = (0..CLIENTS)
-            .map(|id| {
-                let (sockets, alive) = (&sockets, &alive);
-                s.spawn(move || client(id, seed, sockets, alive, start))
-            })
-            .collect();
-
-        // The fault schedule: kill -9 the leader, bring it back, then kill a follower.
+    check_history(&mut cluster, |cluster, alive, pace, start, sockets| {
+        let mut faults = Vec::new();
+        // Kill -9 the leader, bring it back, then kill a follower.
         pace(2000);
         let old = cluster.leader();
         alive[old].store(false, Ordering::SeqCst);
@@ -240,6 +204,99 @@ fn register_history_under_leader_and_follower_kills_is_linearizable() {
             "{:?}: manager {follower} serves again",
             start.elapsed()
         ));
+        faults
+    });
+}
+
+#[test]
+fn register_history_under_partitions_is_linearizable() {
+    let mesh = Mesh::new(3);
+    let mut cluster = TestCluster::start_in(&mesh);
+    check_history(&mut cluster, |cluster, _alive, pace, start, _sockets| {
+        // Every manager stays up and keeps being asked: an isolated one must answer nothing
+        // stale and acknowledge nothing.
+        let mut faults = Vec::new();
+        pace(2000);
+        let old = cluster.leader();
+        mesh.isolate(old + 1);
+        faults.push(format!(
+            "{:?}: isolated leader manager {old}",
+            start.elapsed()
+        ));
+        pace(5000);
+        mesh.rejoin(old + 1);
+        faults.push(format!("{:?}: manager {old} rejoined", start.elapsed()));
+        pace(7500);
+        let leader = cluster.leader();
+        let follower = (leader + 1) % 3;
+        mesh.isolate(follower + 1);
+        faults.push(format!(
+            "{:?}: leader is manager {leader}, isolated follower manager {follower}",
+            start.elapsed()
+        ));
+        pace(10000);
+        mesh.rejoin(follower + 1);
+        faults.push(format!(
+            "{:?}: manager {follower} rejoined",
+            start.elapsed()
+        ));
+        faults
+    });
+}
+
+/// Runs the clients against `cluster` while `schedule` injects faults, then checks the history.
+/// The schedule gets the cluster, which managers clients may call (cleared while one is down),
+/// a pacer (sleeps until that many ms into the run), the start and the managers' sockets, and
+/// says what it did.
+fn check_history(
+    cluster: &mut TestCluster,
+    schedule: impl FnOnce(
+        &mut TestCluster,
+        &[AtomicBool],
+        &dyn Fn(u64),
+        Instant,
+        &[PathBuf],
+    ) -> Vec<String>,
+) {
+    cluster
+        .any_manager()
+        .ctl(&[
+            "service",
+            "create",
+            "--name",
+            "reg",
+            "--replicas",
+            "0",
+            "--process",
+            "--",
+            "sleep",
+            "1",
+        ])
+        .ok();
+    let sockets: Vec<PathBuf> = cluster.managers.iter().map(|m| m.socket()).collect();
+    for socket in &sockets {
+        wait_serving(socket, "every manager to serve reads");
+    }
+    let alive: Vec<AtomicBool> = sockets.iter().map(|_| AtomicBool::new(true)).collect();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    println!("seed {seed}");
+
+    let start = Instant::now();
+    let pace = |at: u64| {
+        let at = Duration::from_millis(at);
+        thread::sleep(at.saturating_sub(start.elapsed()));
+    };
+    let (mut history, failures, faults) = thread::scope(|s| {
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|id| {
+                let (sockets, alive) = (&sockets, &alive);
+                s.spawn(move || client(id, seed, sockets, alive, start))
+            })
+            .collect();
+        let faults = schedule(&mut *cluster, &alive, &pace, start, &sockets);
 
         let mut history = Vec::new();
         let mut failures = Vec::new();
@@ -248,7 +305,7 @@ fn register_history_under_leader_and_follower_kills_is_linearizable() {
             history.extend(ops);
             failures.extend(f);
         }
-        (history, failures)
+        (history, failures, faults)
     });
 
     // A final read of every register through each manager, after the faults.
