@@ -301,3 +301,61 @@ fn five_managers_survive_two_losses_and_stop_at_three() {
         );
     }
 }
+
+#[test]
+fn a_killed_worker_goes_down_its_tasks_move_and_its_leftovers_stop_when_it_returns() {
+    let mut cluster = TestCluster::start(1, 2);
+    cluster
+        .any_manager()
+        .ctl(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            "--process",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .ok();
+    poll("6 web tasks running", || {
+        (running_on(&cluster, "web").len() == 6).then_some(())
+    });
+    let worker_id = cluster
+        .node("worker-1")
+        .and_then(|n| n["id"].as_str().map(str::to_string))
+        .expect("worker-1's node id");
+    let leftovers = cluster.workers[0].live_task_pids();
+    assert!(
+        !leftovers.is_empty(),
+        "the spread put nothing on worker-1: {:?}",
+        running_on(&cluster, "web")
+    );
+
+    // kill -9: no goodbye. The node is DOWN after the grace (1 s x 3) and its tasks run
+    // elsewhere; its processes, out of reach, keep running meanwhile.
+    cluster.workers[0].kill9();
+    cluster.wait_state("worker-1", "down");
+    poll("6 web tasks running on live nodes", || {
+        let running = running_on(&cluster, "web");
+        (running.len() == 6 && running.iter().all(|(_, node)| *node != worker_id)).then_some(())
+    });
+    assert!(
+        leftovers.iter().all(|pid| swarm_tests::process_alive(*pid)),
+        "tasks outlive their agent"
+    );
+
+    // Back: READY again, and the tasks that were replaced are stopped, not run twice.
+    cluster.workers[0].respawn();
+    cluster.wait_ready("worker-1");
+    poll("worker-1's replaced tasks stopped", || {
+        leftovers
+            .iter()
+            .all(|pid| !swarm_tests::process_alive(*pid))
+            .then_some(())
+    });
+    let running = running_on(&cluster, "web");
+    assert_eq!(running.len(), 6, "{running:?}");
+}
