@@ -13,6 +13,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }
     let fds = protox::compile(files, [&root])?;
-    tonic_prost_build::configure().compile_fds(fds)?;
+    // Messages that carry a secret or the unlock key get a hand-written `Debug` (src/redact.rs)
+    // that shows lengths only, so no `{:?}` can log them.
+    tonic_prost_build::configure()
+        .skip_debug([
+            "swarm.v1.SecretSpec",
+            "swarm.v1.GetUnlockKeyResponse",
+            "swarm.v1.UnlockNodeRequest",
+        ])
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -88,7 +88,7 @@ fn one_unlock_key_locks_every_manager_and_rotates() {
         "inspect never shows the key"
     );
 
-    // A follower and the first manager restart locked; the cluster's one key opens both.
+    // A follower restarts locked; the cluster's one key opens it (the leader follows below).
     let leader = cluster.leader();
     let follower = (leader + 1) % 3;
     let zeros = format!("SWMKEY-1-{}", "A".repeat(43));

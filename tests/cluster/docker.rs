@@ -288,6 +288,16 @@ fn a_container_reads_its_secret_and_config_from_read_only_files() {
         .ctl(&["task", "logs", ended["id"].as_str().expect("id")])
         .ok();
     assert_eq!(logs.stdout, "hunter2\nlisten=8080\n", "and not writable");
+    // The task ended: its files are gone from the tmpfs, though the task is still listed.
+    let node_id = std::fs::read_to_string(node.state_dir().join("node-id")).expect("node id");
+    let task_dir = format!(
+        "/dev/shm/swarmd-{}/{}",
+        node_id.trim(),
+        ended["id"].as_str().expect("id")
+    );
+    poll("the ended task's files removed", || {
+        (!std::path::Path::new(&task_dir).exists()).then_some(())
+    });
     node.ctl(&["service", "rm", "reader"]).ok();
     poll("the service's containers removed", || {
         containers.inspect().is_empty().then_some(())

@@ -23,6 +23,10 @@ use crate::reporter::Reporter;
 /// How long a task gets to stop before the executor kills it.
 pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a task waits for secrets or configs that have not arrived (after an agent restart
+/// they come with the first assignment message) before it is rejected.
+const FILES_PATIENCE: Duration = Duration::from_secs(30);
+
 /// Message of the FAILED status given to a task the executor no longer knows after a restart.
 pub const LOST_MESSAGE: &str = "the task's process was lost while the agent was down";
 
@@ -211,6 +215,7 @@ impl Controller {
                 if !self.stop(phase).await {
                     return;
                 }
+                self.files.remove(&self.task_id);
                 phase = Phase::Done;
                 continue;
             }
@@ -230,7 +235,13 @@ impl Controller {
                 }
             };
             match next {
-                Some(next) => phase = next,
+                Some(next) => {
+                    if next == Phase::Done && phase != Phase::Done {
+                        // Ended: its secret and config files are no longer needed.
+                        self.files.remove(&self.task_id);
+                    }
+                    phase = next;
+                }
                 None => return,
             }
         }
@@ -244,11 +255,14 @@ impl Controller {
             return Some(Phase::Done);
         };
         self.record_executor().await;
-        let task = match self.files.materialize(&task) {
+        let task = match self
+            .call(self.files.materialize_within(&task, FILES_PATIENCE))
+            .await?
+        {
             Ok(task) => task,
             Err(error) => {
                 let mut rejected = status(TaskState::Rejected, "secrets or configs missing");
-                rejected.err = error;
+                rejected.err = error.to_string();
                 self.report(rejected).await;
                 return Some(Phase::Done);
             }

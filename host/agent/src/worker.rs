@@ -76,6 +76,8 @@ impl Worker {
     /// A complete assignment set: exactly these tasks belong on the node.
     pub(crate) async fn assign_complete(&mut self, tasks: Vec<Task>) -> Result<(), AgentError> {
         let listed: HashSet<String> = tasks.iter().map(|t| t.id.clone()).collect();
+        // Secrets and configs no listed task uses leave memory.
+        self.files.retain_for(&tasks);
         let stored = self.db.run(move |db| db.put_assignments(tasks)).await?;
         for task in stored {
             self.upsert(task);

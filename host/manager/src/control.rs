@@ -884,7 +884,6 @@ impl pb::control_server::Control for ControlService {
         request: Request<pb::RemoveSecretRequest>,
     ) -> RpcResult<pb::RemoveSecretResponse> {
         let id = request.into_inner().secret_id;
-        self.data().get::<Secret>(&id)?;
         self.data().remove::<Secret>(&id).await?;
         Ok(Response::new(pb::RemoveSecretResponse {}))
     }
@@ -934,7 +933,6 @@ impl pb::control_server::Control for ControlService {
         request: Request<pb::RemoveConfigRequest>,
     ) -> RpcResult<pb::RemoveConfigResponse> {
         let id = request.into_inner().config_id;
-        self.data().get::<Config>(&id)?;
         self.data().remove::<Config>(&id).await?;
         Ok(Response::new(pb::RemoveConfigResponse {}))
     }

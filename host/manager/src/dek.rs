@@ -36,6 +36,8 @@ pub const DEK_FILE: &str = "dek";
 const HEADER: &str = "SWARM-DEK-1";
 const UNLOCK_KEY_PREFIX: &str = "SWMKEY-1-";
 const NONCE_LEN: usize = 12;
+/// How soon a failed re-wrap of the DEK is tried again.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The DEK.
 pub(crate) struct Dek {
@@ -176,6 +178,7 @@ pub(crate) async fn keep_wrapped(
     use swarm_store::StoreRead as _;
     let mut watcher = store.watch();
     loop {
+        let mut failed = false;
         // No cluster object yet (a joining manager catching up): leave the key as it is.
         let wanted = store.view(|tx| tx.cluster().map(|c| c.root_ca.unlock_key.clone()));
         if let Some(wanted) = wanted.map(|k| Some(k).filter(|k| !k.is_empty()))
@@ -190,13 +193,18 @@ pub(crate) async fn keep_wrapped(
                     }
                     wrapped_with = wanted;
                 }
-                Err(error) => tracing::error!(%error, "wrapping the raft key again"),
+                Err(error) => {
+                    tracing::error!(%error, "wrapping the raft key again; retrying in 1s");
+                    failed = true;
+                }
             }
         }
-        // Look again after a change of the cluster object (or a resync).
+        // Look again after a change of the cluster object (or a resync), or a second after a
+        // failure.
         loop {
             let update = tokio::select! {
                 () = cancel.cancelled() => return,
+                () = tokio::time::sleep(RETRY), if failed => break,
                 update = crate::watch::next(&mut watcher) => update,
             };
             match update {

@@ -52,6 +52,9 @@ impl From<StoreError> for ManagerError {
                 ManagerError::AlreadyExists(text)
             }
             StoreError::VersionConflict { .. } => ManagerError::Conflict(text),
+            StoreError::InUse { .. } | StoreError::MissingReference { .. } => {
+                ManagerError::FailedPrecondition(text)
+            }
             _ => ManagerError::Internal(text),
         }
     }

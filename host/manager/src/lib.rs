@@ -236,7 +236,13 @@ impl Manager {
                     root_ca,
                 },
                 true,
-            ) => Some((cluster_id.clone(), root_ca.clone())),
+            ) => {
+                // A first start that stopped before the cluster object was written: it gets
+                // the key this manager's DEK is wrapped with, if any.
+                let mut root_ca = root_ca.clone();
+                root_ca.unlock_key = wrapped_with.clone().unwrap_or_default();
+                Some((cluster_id.clone(), root_ca))
+            }
             (_, true) => None,
             (
                 StartMode::Bootstrap {
@@ -247,7 +253,7 @@ impl Manager {
             ) => {
                 raft.bootstrap_single(advertise_addr.clone()).await?;
                 let mut root_ca = root_ca.clone();
-                root_ca.unlock_key = new_unlock_key.clone().unwrap_or_default();
+                root_ca.unlock_key = wrapped_with.clone().unwrap_or_default();
                 Some((cluster_id.clone(), root_ca))
             }
             (StartMode::Restart, false) => {
@@ -682,8 +688,12 @@ async fn ensure_cluster(
         (Some(cluster), Some((_, root_ca)))
             if cluster.root_ca.cert_pem.is_empty() && !root_ca.cert_pem.is_empty() =>
         {
+            let unlock_key = cluster.root_ca.unlock_key.clone();
             let mut updated = cluster;
-            updated.root_ca = root_ca;
+            updated.root_ca = RootCaState {
+                unlock_key,
+                ..root_ca
+            };
             updated.meta.updated_at = Timestamp::now();
             commit::commit_with(store, committer, |tx| Ok(tx.update(updated)?)).await?;
             Ok(())

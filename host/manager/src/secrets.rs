@@ -5,13 +5,12 @@
 //! A secret's data never leaves the manager through the control API: answers carry its size
 //! only. The dispatcher sends the data to the nodes whose tasks reference it.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use swarm_proto::pb;
 use swarm_store::{MemoryStore, Object, ObjectKind, StoreRead, WriteTx};
-use swarm_types::{
-    Blob, Config, DataObject, DataSpec, FileRef, Meta, Secret, TaskSpec, Timestamp, new_id,
-};
+use swarm_types::{Blob, Config, DataObject, DataSpec, Meta, Secret, TaskSpec, Timestamp, new_id};
 use tracing::info;
 
 use crate::commit::{Committer, commit_with};
@@ -20,16 +19,16 @@ use crate::error::{ManagerError, Result};
 /// A secret or config as the store keeps it.
 pub(crate) trait StoredData: DataObject + Into<Object> + 'static {
     const OBJECT: ObjectKind;
+    /// How the dispatcher sends it.
+    type Message: From<Self>;
     fn get<'a>(tx: &'a impl StoreRead, id: &str) -> Option<&'a Arc<Self>>;
     fn by_name<'a>(tx: &'a impl StoreRead, name: &str) -> Option<&'a Arc<Self>>;
     fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>>;
-    /// A task spec's references to this kind.
-    fn refs(task: &TaskSpec) -> &[FileRef];
-    fn refs_mut(task: &mut TaskSpec) -> &mut Vec<FileRef>;
 }
 
 impl StoredData for Secret {
     const OBJECT: ObjectKind = ObjectKind::Secret;
+    type Message = pb::Secret;
     fn get<'a>(tx: &'a impl StoreRead, id: &str) -> Option<&'a Arc<Self>> {
         tx.secret(id)
     }
@@ -39,16 +38,11 @@ impl StoredData for Secret {
     fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>> {
         tx.secrets()
     }
-    fn refs(task: &TaskSpec) -> &[FileRef] {
-        &task.secrets
-    }
-    fn refs_mut(task: &mut TaskSpec) -> &mut Vec<FileRef> {
-        &mut task.secrets
-    }
 }
 
 impl StoredData for Config {
     const OBJECT: ObjectKind = ObjectKind::Config;
+    type Message = pb::Config;
     fn get<'a>(tx: &'a impl StoreRead, id: &str) -> Option<&'a Arc<Self>> {
         tx.config(id)
     }
@@ -57,12 +51,6 @@ impl StoredData for Config {
     }
     fn all(tx: &impl StoreRead) -> impl Iterator<Item = &Arc<Self>> {
         tx.configs()
-    }
-    fn refs(task: &TaskSpec) -> &[FileRef] {
-        &task.configs
-    }
-    fn refs_mut(task: &mut TaskSpec) -> &mut Vec<FileRef> {
-        &mut task.configs
     }
 }
 
@@ -75,7 +63,7 @@ pub(crate) fn resolve_refs(tx: &impl StoreRead, task: &mut TaskSpec) -> Result<(
 
 fn resolve<T: StoredData>(tx: &impl StoreRead, task: &mut TaskSpec) -> Result<()> {
     let kind = T::KIND;
-    for (i, r) in T::refs_mut(task).iter_mut().enumerate() {
+    for (i, r) in task.refs_mut(kind).iter_mut().enumerate() {
         let Some(found) = T::by_name(tx, &r.name) else {
             return Err(ManagerError::InvalidArgument(format!(
                 "spec.task.{kind}s[{i}].name: {kind} {:?} not found; create it first \
@@ -83,8 +71,9 @@ fn resolve<T: StoredData>(tx: &impl StoreRead, task: &mut TaskSpec) -> Result<()
                 r.name
             )));
         };
+        // The name stays as written (it may differ in case): with no target it is the file
+        // name, which validation has checked.
         r.id = found.id().to_string();
-        r.name = found.name().to_string();
     }
     Ok(())
 }
@@ -92,7 +81,7 @@ fn resolve<T: StoredData>(tx: &impl StoreRead, task: &mut TaskSpec) -> Result<()
 /// The services whose spec references the secret or config `id`, by name.
 fn users<T: StoredData>(tx: &impl StoreRead, id: &str) -> Vec<String> {
     tx.services()
-        .filter(|s| T::refs(&s.spec.task).iter().any(|r| r.id == id))
+        .filter(|s| s.spec.task.refs(T::KIND).iter().any(|r| r.id == id))
         .map(|s| s.name().to_string())
         .collect()
 }
@@ -159,6 +148,11 @@ impl DataStore<'_> {
 
     pub(crate) async fn remove<T: StoredData>(&self, id: &str) -> Result<()> {
         let kind = T::KIND;
+        if id.is_empty() {
+            return Err(ManagerError::InvalidArgument(format!(
+                "{kind}_id: must not be empty"
+            )));
+        }
         let name = commit_with(self.store, self.committer, |tx| {
             let Some(object) = T::get(tx, id) else {
                 return Err(ManagerError::NotFound(format!("{kind} {id} not found")));
@@ -205,8 +199,8 @@ pub(crate) fn shown_config(mut config: Config, with_data: bool) -> pb::Config {
 /// per stream, with the first task that references it.
 #[derive(Debug, Default)]
 pub(crate) struct SentData {
-    secrets: std::collections::HashSet<String>,
-    configs: std::collections::HashSet<String>,
+    secrets: HashSet<String>,
+    configs: HashSet<String>,
 }
 
 impl SentData {
@@ -216,28 +210,30 @@ impl SentData {
     pub(crate) fn take_new<'t>(
         &mut self,
         tx: &impl StoreRead,
-        tasks: impl IntoIterator<Item = &'t swarm_types::Task>,
+        tasks: impl IntoIterator<Item = &'t swarm_types::Task> + Clone,
     ) -> (Vec<pb::Secret>, Vec<pb::Config>) {
-        let mut secrets = Vec::new();
-        let mut configs = Vec::new();
-        for task in tasks {
-            for r in &task.spec.secrets {
-                if !self.secrets.contains(&r.id)
-                    && let Some(secret) = tx.secret(&r.id)
-                {
-                    self.secrets.insert(r.id.clone());
-                    secrets.push((**secret).clone().into());
-                }
-            }
-            for r in &task.spec.configs {
-                if !self.configs.contains(&r.id)
-                    && let Some(config) = tx.config(&r.id)
-                {
-                    self.configs.insert(r.id.clone());
-                    configs.push((**config).clone().into());
-                }
+        (
+            take::<Secret>(&mut self.secrets, tx, tasks.clone()),
+            take::<Config>(&mut self.configs, tx, tasks),
+        )
+    }
+}
+
+fn take<'t, T: StoredData>(
+    sent: &mut HashSet<String>,
+    tx: &impl StoreRead,
+    tasks: impl IntoIterator<Item = &'t swarm_types::Task>,
+) -> Vec<T::Message> {
+    let mut out = Vec::new();
+    for task in tasks {
+        for r in task.spec.refs(T::KIND) {
+            if !sent.contains(&r.id)
+                && let Some(found) = T::get(tx, &r.id)
+            {
+                sent.insert(r.id.clone());
+                out.push(T::Message::from((**found).clone()));
             }
         }
-        (secrets, configs)
     }
+    out
 }

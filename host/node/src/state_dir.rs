@@ -56,17 +56,23 @@ impl StateDir {
     }
 
     /// Where tasks' secret and config files go: on the `/dev/shm` tmpfs when there is one
-    /// (`/dev/shm/swarmd-<node id>`), so secrets never reach a disk; else `<state>/files`.
+    /// (`/dev/shm/swarmd-<node id>`), so secrets never reach a disk; else `<state>/files`
+    /// (absolute), with a warning that they will be on disk.
     pub fn files_dir(&self, node_id: &str) -> PathBuf {
         let shm = Path::new("/dev/shm");
         let writable = std::fs::metadata(shm)
             .map(|m| m.is_dir() && !m.permissions().readonly())
             .unwrap_or(false);
         if writable {
-            shm.join(format!("swarmd-{node_id}"))
-        } else {
-            self.path.join("files")
+            return shm.join(format!("swarmd-{node_id}"));
         }
+        let on_disk = self.path.join("files");
+        let on_disk = std::path::absolute(&on_disk).unwrap_or(on_disk);
+        tracing::warn!(
+            path = %on_disk.display(),
+            "no /dev/shm tmpfs: tasks' secret and config files will be written to disk"
+        );
+        on_disk
     }
 
     /// This node's id: read from `node-id`, or generated and written (fsync'd) the first time.

@@ -6,6 +6,7 @@
 //! converts to a [`ConversionError`] naming that field.
 
 mod convert;
+mod redact;
 
 #[allow(clippy::all, reason = "generated code")]
 mod generated {

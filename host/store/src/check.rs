@@ -2,9 +2,10 @@
 //! proposer learns of a problem before proposing) and by `apply` (which decides, identically on
 //! every manager).
 
-use swarm_types::Timestamp;
+use swarm_types::{Config, Secret, Service, Timestamp};
 
 use crate::error::StoreError;
+use crate::object::ObjectKind;
 use crate::table::Stored;
 
 /// What the rules need to know about an object that exists in the state being written.
@@ -20,6 +21,42 @@ pub(crate) trait CheckView {
     fn existing<T: Stored>(&self, id: &str) -> Option<Existing>;
     /// The id of the object of kind `T` that holds `name` (compared ignoring ASCII case).
     fn name_owner<T: Stored>(&self, name: &str) -> Option<&str>;
+    /// The name of a service whose spec references the secret or config `kind`/`id`.
+    fn service_referencing(&self, kind: ObjectKind, id: &str) -> Option<String>;
+}
+
+/// Whether `service` references the secret or config `kind`/`id`.
+pub(crate) fn references(service: &Service, kind: ObjectKind, id: &str) -> bool {
+    let refs = match kind {
+        ObjectKind::Secret => &service.spec.task.secrets,
+        ObjectKind::Config => &service.spec.task.configs,
+        _ => return false,
+    };
+    refs.iter().any(|r| r.id == id)
+}
+
+/// Every secret and config a service references must exist.
+fn check_references(view: &impl CheckView, service: &Service) -> Result<(), StoreError> {
+    let task = &service.spec.task;
+    let missing = task
+        .secrets
+        .iter()
+        .find(|r| view.existing::<Secret>(&r.id).is_none())
+        .map(|r| (ObjectKind::Secret, &r.id))
+        .or_else(|| {
+            task.configs
+                .iter()
+                .find(|r| view.existing::<Config>(&r.id).is_none())
+                .map(|r| (ObjectKind::Config, &r.id))
+        });
+    match missing {
+        Some((kind, id)) => Err(StoreError::MissingReference {
+            service: service.spec.annotations.name.clone(),
+            kind,
+            id: id.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_name_free<T: Stored>(view: &impl CheckView, object: &T) -> Result<(), StoreError> {
@@ -47,7 +84,11 @@ pub(crate) fn check_create<T: Stored>(view: &impl CheckView, object: &T) -> Resu
             id: object.id().to_string(),
         });
     }
-    check_name_free(view, object)
+    check_name_free(view, object)?;
+    if let Some(service) = object.as_service() {
+        check_references(view, service)?;
+    }
+    Ok(())
 }
 
 /// The object must exist, the update must carry its current version, and a new name must be
@@ -71,15 +112,27 @@ pub(crate) fn check_update<T: Stored>(
         });
     }
     check_name_free(view, object)?;
+    if let Some(service) = object.as_service() {
+        check_references(view, service)?;
+    }
     Ok(current.created_at)
 }
 
-/// The object must exist.
+/// The object must exist; a secret or config no service may reference it.
 pub(crate) fn check_delete<T: Stored>(view: &impl CheckView, id: &str) -> Result<(), StoreError> {
     if view.existing::<T>(id).is_none() {
         return Err(StoreError::NotFound {
             kind: T::KIND,
             id: id.to_string(),
+        });
+    }
+    if matches!(T::KIND, ObjectKind::Secret | ObjectKind::Config)
+        && let Some(service) = view.service_referencing(T::KIND, id)
+    {
+        return Err(StoreError::InUse {
+            kind: T::KIND,
+            id: id.to_string(),
+            service,
         });
     }
     Ok(())

@@ -33,6 +33,22 @@ pub enum StoreError {
     #[error("{kind} id must not be empty")]
     EmptyId { kind: ObjectKind },
 
+    /// A service names a secret or config that does not exist (it was removed meanwhile).
+    #[error("service {service:?} references {kind} {id:?}, which does not exist")]
+    MissingReference {
+        service: String,
+        kind: ObjectKind,
+        id: String,
+    },
+
+    /// A secret or config still referenced by a service cannot be deleted.
+    #[error("{kind} {id} is in use by service {service:?}; remove it from the service first")]
+    InUse {
+        kind: ObjectKind,
+        id: String,
+        service: String,
+    },
+
     /// Batches are applied in raft order; an index at or below the last applied one is a replay.
     #[error(
         "batch at raft index {index} arrived after index {last_index} was applied; batches must be applied in log order"

@@ -259,6 +259,14 @@ impl CheckView for Applier<'_> {
             .owner(name)
             .map(|id| &**id)
     }
+
+    fn service_referencing(&self, kind: ObjectKind, id: &str) -> Option<String> {
+        self.tables
+            .services
+            .iter()
+            .find(|(_, s)| crate::check::references(s, kind, id))
+            .map(|(_, s)| s.spec.annotations.name.clone())
+    }
 }
 
 impl Applier<'_> {

@@ -99,6 +99,11 @@ pub(crate) trait Stored: Clone + fmt::Debug + Send + Sync + 'static {
     /// [`Stored::INHERITS`]).
     fn inherit(&mut self, _stored: &Self) {}
 
+    /// The object as a service, for the reference checks (services only).
+    fn as_service(&self) -> Option<&Service> {
+        None
+    }
+
     /// Move `id` in the indexes from `old`'s values to `new`'s (either may be absent).
     fn reindex(indexes: &mut Self::Indexes, id: &Id, old: Option<&Self>, new: Option<&Self>);
 
@@ -316,6 +321,9 @@ impl Stored for Task {
 }
 
 impl Stored for Service {
+    fn as_service(&self) -> Option<&Service> {
+        Some(self)
+    }
     const KIND: ObjectKind = ObjectKind::Service;
     type Indexes = NameIndex;
 

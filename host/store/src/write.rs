@@ -385,6 +385,12 @@ impl CheckView for WriteTx<'_> {
         // A shadowed owner was rewritten (its current name is in the overlay) or deleted.
         (!self.shadowed(T::KIND).contains(owner)).then_some(&**owner)
     }
+
+    fn service_referencing(&self, kind: ObjectKind, id: &str) -> Option<String> {
+        StoreRead::services(self)
+            .find(|s| crate::check::references(s, kind, id))
+            .map(|s| s.spec.annotations.name.clone())
+    }
 }
 
 fn slot_id(key: &(u64, SortedId)) -> &str {

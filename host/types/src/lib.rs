@@ -45,7 +45,7 @@ pub use plugin::{
 pub use resources::{ResourceRequirements, Resources};
 pub use secret::{
     Config, DataKind, DataObject, DataSpec, FileRef, MAX_CONFIG_BYTES, MAX_SECRET_BYTES,
-    MAX_TARGET_LEN, Secret,
+    MAX_TARGET_LEN, Secret, check_file_refs,
 };
 pub use service::{
     MAX_REPLICAS, Placement, ProcessSpec, RestartCondition, RestartPolicy, Runtime, Service,

@@ -167,8 +167,9 @@ impl FileRef {
     }
 }
 
-/// Checks a list of references: names valid, file names plain and distinct.
-pub(crate) fn check_refs(field: &str, refs: &[FileRef]) -> Result<(), ValidationError> {
+/// Checks a list of references: names valid, file names plain and distinct. The agent checks
+/// again before it writes files (what arrives from the network is not trusted).
+pub fn check_file_refs(field: &str, refs: &[FileRef]) -> Result<(), ValidationError> {
     let mut seen = HashSet::new();
     for (i, r) in refs.iter().enumerate() {
         check_name(&format!("{field}[{i}].name"), &r.name)?;
@@ -242,7 +243,7 @@ mod tests {
     #[test]
     fn references_need_plain_distinct_file_names() {
         let ok = [FileRef::named("a", ""), FileRef::named("b", "b.pem")];
-        assert_eq!(check_refs("spec.task.secrets", &ok), Ok(()));
+        assert_eq!(check_file_refs("spec.task.secrets", &ok), Ok(()));
         let cases = [
             (
                 vec![FileRef::named("a", "../etc/passwd")],
@@ -263,7 +264,7 @@ mod tests {
             (vec![FileRef::named("a b", "")], "spec.task.secrets[0].name"),
         ];
         for (refs, field) in cases {
-            let err = check_refs("spec.task.secrets", &refs).expect_err(field);
+            let err = check_file_refs("spec.task.secrets", &refs).expect_err(field);
             assert_eq!(err.field, field, "{err}");
         }
     }

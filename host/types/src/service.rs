@@ -11,7 +11,7 @@ use crate::meta::{Annotations, Meta};
 use crate::node::Platform;
 use crate::plugin::check_plugin_ref;
 use crate::resources::ResourceRequirements;
-use crate::secret::{FileRef, check_refs};
+use crate::secret::{DataKind, FileRef, check_file_refs};
 use crate::validate::{ValidationError, check_labels, check_name};
 
 /// How many tasks a service runs.
@@ -210,6 +210,24 @@ pub struct TaskSpec {
     pub configs: Vec<FileRef>,
 }
 
+impl TaskSpec {
+    /// The task's references to secrets or to configs.
+    pub fn refs(&self, kind: DataKind) -> &[FileRef] {
+        match kind {
+            DataKind::Secret => &self.secrets,
+            DataKind::Config => &self.configs,
+        }
+    }
+
+    /// The task's references to secrets or to configs, to change them.
+    pub fn refs_mut(&mut self, kind: DataKind) -> &mut Vec<FileRef> {
+        match kind {
+            DataKind::Secret => &mut self.secrets,
+            DataKind::Config => &mut self.configs,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     pub annotations: Annotations,
@@ -228,20 +246,16 @@ impl ServiceSpec {
         check_labels("spec.annotations.labels", &self.annotations.labels)?;
         check_plugin_ref("spec.executor", &self.executor)?;
         self.task.runtime.validate()?;
-        check_refs("spec.task.secrets", &self.task.secrets)?;
-        check_refs("spec.task.configs", &self.task.configs)?;
-        if matches!(self.task.runtime, Runtime::Wasi(_))
-            && (!self.task.secrets.is_empty() || !self.task.configs.is_empty())
-        {
-            let field = if self.task.secrets.is_empty() {
-                "spec.task.configs"
-            } else {
-                "spec.task.secrets"
-            };
-            return Err(ValidationError::new(
-                field,
-                "wasi tasks have no file system to receive them; use the process or container runtime",
-            ));
+        for kind in [DataKind::Secret, DataKind::Config] {
+            let field = format!("spec.task.{kind}s");
+            let refs = self.task.refs(kind);
+            check_file_refs(&field, refs)?;
+            if matches!(self.task.runtime, Runtime::Wasi(_)) && !refs.is_empty() {
+                return Err(ValidationError::new(
+                    field,
+                    "wasi tasks have no file system to receive them; use the process or container runtime",
+                ));
+            }
         }
         self.task.resources.validate("spec.task.resources")?;
         check_constraints(

@@ -91,3 +91,59 @@ fn secrets_and_configs_survive_a_snapshot_round_trip() {
     let old: StoreSnapshot = serde_json::from_str(r#"{"index":3}"#).expect("old snapshot");
     assert!(old.secrets.is_empty() && old.configs.is_empty());
 }
+
+#[test]
+fn services_keep_what_they_reference() {
+    let store = MemoryStore::new();
+    must_apply(
+        &store,
+        vec![
+            create(secret("s1", "pw", b"k")),
+            create(config("c1", "conf", b"c")),
+        ],
+    );
+    let mut web = service("svc1", "web");
+    web.spec.task.secrets = vec![swarm_types::FileRef {
+        id: "s1".into(),
+        name: "pw".into(),
+        target: String::new(),
+    }];
+    web.spec.task.configs = vec![swarm_types::FileRef {
+        id: "c1".into(),
+        name: "conf".into(),
+        target: String::new(),
+    }];
+    // Removing the secret in the same batch that creates its user is refused as a whole.
+    let refused = store.apply(
+        2,
+        swarm_store::Batch::new(vec![delete(ObjectKind::Secret, "s1"), create(web.clone())]),
+    );
+    assert!(
+        matches!(&refused, Err(StoreError::MissingReference { kind: ObjectKind::Secret, id, .. }) if id == "s1"),
+        "{refused:?}"
+    );
+    must_apply(&store, vec![create(web.clone())]);
+    for kind in [ObjectKind::Secret, ObjectKind::Config] {
+        let id = if kind == ObjectKind::Secret {
+            "s1"
+        } else {
+            "c1"
+        };
+        let refused = store.apply(
+            store.last_index() + 1,
+            swarm_store::Batch::new(vec![delete(kind, id)]),
+        );
+        let message = refused.expect_err("in use").to_string();
+        assert!(message.contains("in use by service \"web\""), "{message}");
+    }
+    // Once the service is gone, so may they be.
+    must_apply(
+        &store,
+        vec![
+            delete(ObjectKind::Service, "svc1"),
+            delete(ObjectKind::Secret, "s1"),
+            delete(ObjectKind::Config, "c1"),
+        ],
+    );
+    assert!(store.view(|tx| tx.secrets().next().is_none() && tx.configs().next().is_none()));
+}

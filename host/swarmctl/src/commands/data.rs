@@ -133,13 +133,7 @@ async fn users(
     super::sort_services(&mut services);
     Ok(services
         .iter()
-        .filter(|s| {
-            let refs = match kind {
-                t::DataKind::Secret => &s.spec.task.secrets,
-                t::DataKind::Config => &s.spec.task.configs,
-            };
-            refs.iter().any(|r| r.id == id)
-        })
+        .filter(|s| s.spec.task.refs(kind).iter().any(|r| r.id == id))
         .map(|s| s.name().to_string())
         .collect())
 }
