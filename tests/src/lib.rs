@@ -37,17 +37,22 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Poll `f` until it returns `Some`, or panic naming `what` after [`DEADLINE`].
-pub fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+pub fn poll<T>(what: &str, f: impl FnMut() -> Option<T>) -> T {
+    try_poll(f).unwrap_or_else(|| panic!("timed out after {DEADLINE:?} waiting for {what}"))
+}
+
+/// Poll `f` until it returns `Some`; `None` after [`DEADLINE`] (the caller says what failed,
+/// e.g. with the nodes' logs).
+pub fn try_poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
     let mut delay = Duration::from_millis(10);
     loop {
         if let Some(v) = f() {
-            return v;
+            return Some(v);
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
+        if start.elapsed() >= DEADLINE {
+            return None;
+        }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(200));
     }

@@ -118,6 +118,21 @@ impl Leadership {
         }
     }
 
+    /// Confirms, before a read is served from this manager's store, that it still leads (a
+    /// quorum answers its heartbeat) and has applied everything committed before the read: a
+    /// leader cut off from the others must not answer from a store the new leader has moved
+    /// past. (Tests that build a fixed term have no raft and nothing to confirm.)
+    async fn confirm_read(&self) -> Result<(), tonic::Status> {
+        let Some(raft) = &self.inner.raft else {
+            return Ok(());
+        };
+        raft.ensure_linearizable().await.map_err(|error| {
+            tonic::Status::unavailable(format!(
+                "this manager could not confirm it still leads ({error}); retry"
+            ))
+        })
+    }
+
     fn not_here(&self) -> tonic::Status {
         let leads = self.inner.raft.as_ref().is_some_and(RaftNode::is_leader);
         if leads {
@@ -187,6 +202,14 @@ impl<S> LeaderRouted<S> {
     }
 }
 
+/// Control calls that only read the store (`Get*`, `List*`): answered by the leader only after
+/// it confirmed its leadership ([`Leadership::confirm_read`]). Writes need no such step: a
+/// deposed leader cannot commit them.
+fn is_read(path: &str) -> bool {
+    path.strip_prefix("/swarm.v1.Control/")
+        .is_some_and(|method| method.starts_with("Get") || method.starts_with("List"))
+}
+
 impl<S: NamedService> NamedService for LeaderRouted<S> {
     const NAME: &'static str = S::NAME;
 }
@@ -220,7 +243,14 @@ where
         match self.leadership.route() {
             Route::Local => {
                 let mut local = self.local.clone();
-                Box::pin(async move { local.call(request).await })
+                let leadership = self.leadership.clone();
+                let read = is_read(request.uri().path());
+                Box::pin(async move {
+                    if read && let Err(status) = leadership.confirm_read().await {
+                        return Ok(status.into_http());
+                    }
+                    local.call(request).await
+                })
             }
             Route::Refuse(status) => Box::pin(async move { Ok(status.into_http()) }),
             Route::Forward(_) if forwarded => Box::pin(async move {
