@@ -12,8 +12,8 @@ use swarm_proto::pb;
 use swarm_raft::RaftNode;
 use swarm_store::{MemoryStore, StoreRead as _};
 use swarm_types::{
-    Cluster, JoinToken, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec, NodeState,
-    NodeStatus, Reachability, Timestamp,
+    Cluster, JoinToken, ManagerStatus, Node, NodeDescription, NodeRole, NodeState, NodeStatus,
+    Reachability, Timestamp,
 };
 use tonic::{Request, Response, Status};
 use tracing::{info, instrument};
@@ -169,30 +169,21 @@ impl pb::node_ca_server::NodeCa for NodeCaService {
             .map_err(|e| Status::invalid_argument(format!("csr_pem: {e}")))?;
         if new_node {
             let now = Timestamp::now();
-            let node = Node {
-                id: r.node_id.clone(),
-                meta: Meta {
-                    version: 0,
-                    created_at: now,
-                    updated_at: now,
-                },
-                spec: NodeSpec {
-                    desired_role: role,
-                    ..Default::default()
-                },
+            let node = Node::new(
+                r.node_id.clone(),
                 role,
-                description: Some(NodeDescription {
+                NodeDescription {
                     hostname: r.hostname.clone(),
                     ..Default::default()
-                }),
-                status: NodeStatus {
+                },
+                NodeStatus {
                     state: NodeState::Unknown,
                     message: "joined; waiting for its first session".into(),
                     addr: String::new(),
                     last_seen: now,
                 },
-                manager_status: None,
-            };
+                now,
+            );
             commit_with(&self.store, self.committer.as_ref(), |tx| {
                 Ok(tx.create(node)?)
             })

@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use swarm_proto::{duration_to_pb, pb};
 use swarm_store::{Action, Batch, Change, MemoryStore, Object, StoreRead};
 use swarm_types::{
-    BUILTIN_EXECUTORS, ClusterSpec, ManagerStatus, Meta, Node, NodeDescription, NodeRole, NodeSpec,
-    NodeState, NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
+    BUILTIN_EXECUTORS, ClusterSpec, ManagerStatus, Node, NodeDescription, NodeRole, NodeState,
+    NodeStatus, Reachability, Task, TaskState, TaskStatus, Timestamp, new_id,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -217,20 +217,8 @@ impl Dispatcher {
                             NodeRole::Worker
                         };
                         tx.create(Node {
-                            id: node_id.to_string(),
-                            meta: Meta {
-                                version: 0,
-                                created_at: now,
-                                updated_at: now,
-                            },
-                            spec: NodeSpec {
-                                desired_role: role,
-                                ..Default::default()
-                            },
-                            role,
-                            description: Some(desc),
-                            status,
                             manager_status,
+                            ..Node::new(node_id, role, desc, status, now)
                         })?;
                     }
                 }

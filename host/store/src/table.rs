@@ -445,79 +445,50 @@ impl Stored for Plugin {
     }
 }
 
-impl Stored for Secret {
-    const KIND: ObjectKind = ObjectKind::Secret;
-    type Indexes = NameIndex;
+/// Secrets and configs are stored alike: by id, with a unique name.
+macro_rules! stored_data {
+    ($ty:ident, $kind:ident, $table:ident) => {
+        impl Stored for $ty {
+            const KIND: ObjectKind = ObjectKind::$kind;
+            type Indexes = NameIndex;
 
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn unique_name(&self) -> Option<&str> {
-        Some(&self.spec.annotations.name)
-    }
-    fn names(ix: &NameIndex) -> Option<&NameIndex> {
-        Some(ix)
-    }
-    fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
-        ix.reindex(
-            id,
-            old.map(|s| s.spec.annotations.name.as_str()),
-            new.map(|s| s.spec.annotations.name.as_str()),
-        );
-    }
-    fn table(t: &Tables) -> &Table<Self> {
-        &t.secrets
-    }
-    fn table_mut(t: &mut Tables) -> &mut Table<Self> {
-        &mut t.secrets
-    }
-    fn event(change: Change<Self>) -> Event {
-        Event::Secret(change)
-    }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn meta(&self) -> &Meta {
+                &self.meta
+            }
+            fn meta_mut(&mut self) -> &mut Meta {
+                &mut self.meta
+            }
+            fn unique_name(&self) -> Option<&str> {
+                Some(&self.spec.annotations.name)
+            }
+            fn names(ix: &NameIndex) -> Option<&NameIndex> {
+                Some(ix)
+            }
+            fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
+                ix.reindex(
+                    id,
+                    old.map(|o| o.spec.annotations.name.as_str()),
+                    new.map(|o| o.spec.annotations.name.as_str()),
+                );
+            }
+            fn table(t: &Tables) -> &Table<Self> {
+                &t.$table
+            }
+            fn table_mut(t: &mut Tables) -> &mut Table<Self> {
+                &mut t.$table
+            }
+            fn event(change: Change<Self>) -> Event {
+                Event::$kind(change)
+            }
+        }
+    };
 }
 
-impl Stored for Config {
-    const KIND: ObjectKind = ObjectKind::Config;
-    type Indexes = NameIndex;
-
-    fn id(&self) -> &str {
-        &self.id
-    }
-    fn meta(&self) -> &Meta {
-        &self.meta
-    }
-    fn meta_mut(&mut self) -> &mut Meta {
-        &mut self.meta
-    }
-    fn unique_name(&self) -> Option<&str> {
-        Some(&self.spec.annotations.name)
-    }
-    fn names(ix: &NameIndex) -> Option<&NameIndex> {
-        Some(ix)
-    }
-    fn reindex(ix: &mut NameIndex, id: &Id, old: Option<&Self>, new: Option<&Self>) {
-        ix.reindex(
-            id,
-            old.map(|s| s.spec.annotations.name.as_str()),
-            new.map(|s| s.spec.annotations.name.as_str()),
-        );
-    }
-    fn table(t: &Tables) -> &Table<Self> {
-        &t.configs
-    }
-    fn table_mut(t: &mut Tables) -> &mut Table<Self> {
-        &mut t.configs
-    }
-    fn event(change: Change<Self>) -> Event {
-        Event::Config(change)
-    }
-}
+stored_data!(Secret, Secret, secrets);
+stored_data!(Config, Config, configs);
 
 impl Stored for Node {
     const KIND: ObjectKind = ObjectKind::Node;

@@ -144,6 +144,32 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node seen for the first time, as `role` (also its desired role), created at `now`.
+    pub fn new(
+        id: impl Into<String>,
+        role: NodeRole,
+        description: NodeDescription,
+        status: NodeStatus,
+        now: crate::Timestamp,
+    ) -> Self {
+        Node {
+            id: id.into(),
+            meta: crate::Meta {
+                version: 0,
+                created_at: now,
+                updated_at: now,
+            },
+            spec: NodeSpec {
+                desired_role: role,
+                ..Default::default()
+            },
+            role,
+            description: Some(description),
+            status,
+            manager_status: None,
+        }
+    }
+
     /// The hostname if the node described itself, else its spec name, else its id.
     pub fn display_name(&self) -> &str {
         match &self.description {
