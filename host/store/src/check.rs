@@ -2,7 +2,7 @@
 //! proposer learns of a problem before proposing) and by `apply` (which decides, identically on
 //! every manager).
 
-use swarm_types::{Config, Secret, Service, Timestamp};
+use swarm_types::{Config, DataKind, Secret, Service, Timestamp};
 
 use crate::error::StoreError;
 use crate::object::ObjectKind;
@@ -27,36 +27,35 @@ pub(crate) trait CheckView {
 
 /// Whether `service` references the secret or config `kind`/`id`.
 pub(crate) fn references(service: &Service, kind: ObjectKind, id: &str) -> bool {
-    let refs = match kind {
-        ObjectKind::Secret => &service.spec.task.secrets,
-        ObjectKind::Config => &service.spec.task.configs,
+    let kind = match kind {
+        ObjectKind::Secret => DataKind::Secret,
+        ObjectKind::Config => DataKind::Config,
         _ => return false,
     };
-    refs.iter().any(|r| r.id == id)
+    service.spec.task.refs(kind).iter().any(|r| r.id == id)
 }
 
 /// Every secret and config a service references must exist.
 fn check_references(view: &impl CheckView, service: &Service) -> Result<(), StoreError> {
-    let task = &service.spec.task;
-    let missing = task
-        .secrets
-        .iter()
-        .find(|r| view.existing::<Secret>(&r.id).is_none())
-        .map(|r| (ObjectKind::Secret, &r.id))
-        .or_else(|| {
-            task.configs
-                .iter()
-                .find(|r| view.existing::<Config>(&r.id).is_none())
-                .map(|r| (ObjectKind::Config, &r.id))
-        });
-    match missing {
-        Some((kind, id)) => Err(StoreError::MissingReference {
-            service: service.spec.annotations.name.clone(),
-            kind,
-            id: id.clone(),
-        }),
-        None => Ok(()),
+    for (kind, object) in [
+        (DataKind::Secret, ObjectKind::Secret),
+        (DataKind::Config, ObjectKind::Config),
+    ] {
+        for r in service.spec.task.refs(kind) {
+            let exists = match kind {
+                DataKind::Secret => view.existing::<Secret>(&r.id).is_some(),
+                DataKind::Config => view.existing::<Config>(&r.id).is_some(),
+            };
+            if !exists {
+                return Err(StoreError::MissingReference {
+                    service: service.spec.annotations.name.clone(),
+                    kind: object,
+                    id: r.id.clone(),
+                });
+            }
+        }
     }
+    Ok(())
 }
 
 fn check_name_free<T: Stored>(view: &impl CheckView, object: &T) -> Result<(), StoreError> {
