@@ -50,6 +50,8 @@ pub(crate) struct TaskFiles {
     held: Mutex<HashMap<(DataKind, String), Blob>>,
     /// Bumped whenever data arrives, so a task waiting for its data can look again.
     arrived: tokio::sync::watch::Sender<u64>,
+    /// This process's user (the owner of `/proc/self`), read once: directories must be its.
+    uid: Result<u32, String>,
 }
 
 impl TaskFiles {
@@ -58,6 +60,12 @@ impl TaskFiles {
             dir,
             held: Mutex::default(),
             arrived: tokio::sync::watch::Sender::new(0),
+            uid: {
+                use std::os::unix::fs::MetadataExt as _;
+                std::fs::metadata("/proc/self")
+                    .map(|m| m.uid())
+                    .map_err(|e| format!("reading this process's user: {e}"))
+            },
         }
     }
 
@@ -244,9 +252,7 @@ impl TaskFiles {
         }
         let meta = std::fs::symlink_metadata(dir)
             .map_err(|e| FilesError::Failed(format!("checking {shown}: {e}")))?;
-        let me = std::fs::metadata("/proc/self")
-            .map(|m| m.uid())
-            .map_err(|e| FilesError::Failed(format!("reading this process's user: {e}")))?;
+        let me = self.uid.clone().map_err(FilesError::Failed)?;
         if !meta.file_type().is_dir() {
             return Err(FilesError::Failed(format!(
                 "{shown} is not a directory (a link?); refusing to write secrets there"
