@@ -3,7 +3,7 @@
 //! the leader elects another and loses no acknowledged write; a dead node's tasks move.
 
 use serde_json::Value;
-use swarm_tests::{TestCluster, poll};
+use swarm_tests::{TestCluster, TestNode, poll};
 
 fn hostname(node: &Value) -> String {
     node["description"]["hostname"]
@@ -53,6 +53,27 @@ fn running_on(cluster: &TestCluster, service: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Creates `web` (6 sleeping processes) through `manager` and waits until all run.
+fn create_web(cluster: &TestCluster, manager: &TestNode) {
+    manager
+        .ctl(&[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "6",
+            "--process",
+            "--",
+            "sleep",
+            "1000",
+        ])
+        .ok();
+    poll("6 web tasks running", || {
+        (running_on(cluster, "web").len() == 6).then_some(())
+    });
+}
+
 #[test]
 fn three_managers_and_a_worker_survive_the_leader_being_killed() {
     let mut cluster = TestCluster::start(3, 1);
@@ -98,23 +119,7 @@ fn three_managers_and_a_worker_survive_the_leader_being_killed() {
 
     // A write through a follower's socket is forwarded and acknowledged.
     let follower = (leader + 1) % 3;
-    cluster.managers[follower]
-        .ctl(&[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "6",
-            "--process",
-            "--",
-            "sleep",
-            "1000",
-        ])
-        .ok();
-    poll("6 web tasks running", || {
-        (running_on(&cluster, "web").len() == 6).then_some(())
-    });
+    create_web(&cluster, &cluster.managers[follower]);
     let leader_node_id = cluster
         .node(cluster.managers[leader].hostname())
         .and_then(|n| n["id"].as_str().map(str::to_string))
@@ -305,24 +310,7 @@ fn five_managers_survive_two_losses_and_stop_at_three() {
 #[test]
 fn a_killed_worker_goes_down_its_tasks_move_and_its_leftovers_stop_when_it_returns() {
     let mut cluster = TestCluster::start(1, 2);
-    cluster
-        .any_manager()
-        .ctl(&[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "6",
-            "--process",
-            "--",
-            "sleep",
-            "1000",
-        ])
-        .ok();
-    poll("6 web tasks running", || {
-        (running_on(&cluster, "web").len() == 6).then_some(())
-    });
+    create_web(&cluster, cluster.any_manager());
     let worker_id = cluster
         .node("worker-1")
         .and_then(|n| n["id"].as_str().map(str::to_string))

@@ -3,6 +3,7 @@
 //! replaced and no write through it is acknowledged or survives; an isolated follower misses
 //! nothing once the partition heals.
 
+use serde_json::Value;
 use swarm_tests::netns::Mesh;
 use swarm_tests::{TestCluster, TestNode, poll, try_poll};
 
@@ -43,17 +44,29 @@ fn create(node: &TestNode, name: &str) -> swarm_tests::Ctl {
     ])
 }
 
-/// The hostname of the leader, as `node` sees it.
-fn leader_seen_by(node: &TestNode) -> Option<String> {
+/// The first node `node` lists that `matches` (`None` when it cannot answer).
+fn node_seen_by(node: &TestNode, matches: impl Fn(&Value) -> bool) -> Option<Value> {
     let out = node.ctl(&["--timeout", "2s", "--format", "json", "node", "ls"]);
     if out.code != 0 {
         return None;
     }
-    out.json()
-        .as_array()?
-        .iter()
-        .find(|n| n["manager_status"]["leader"] == true)
-        .and_then(|n| n["description"]["hostname"].as_str().map(str::to_string))
+    out.json().as_array()?.iter().find(|n| matches(n)).cloned()
+}
+
+/// The hostname of the leader, as `node` sees it.
+fn leader_seen_by(node: &TestNode) -> Option<String> {
+    let leader = node_seen_by(node, |n| n["manager_status"]["leader"] == true)?;
+    leader["description"]["hostname"]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// The reachability `node` shows for the manager `hostname`.
+fn reachability_seen_by(node: &TestNode, hostname: &str) -> Option<String> {
+    let manager = node_seen_by(node, |n| n["description"]["hostname"] == hostname)?;
+    manager["manager_status"]["reachability"]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Every manager's log, for a failure report.
@@ -128,14 +141,7 @@ fn an_isolated_follower_catches_up_when_the_partition_heals() {
     // The leader sees it unreachable.
     let hostname = cluster.managers[follower].hostname().to_string();
     poll("the cut-off follower shown unreachable", || {
-        let out = cluster.managers[leader].ctl(&["--format", "json", "node", "ls"]);
-        let nodes = out.json();
-        let node = nodes
-            .as_array()?
-            .iter()
-            .find(|n| n["description"]["hostname"] == hostname.as_str())?
-            .clone();
-        (node["manager_status"]["reachability"] == "unreachable").then_some(())
+        (reachability_seen_by(&cluster.managers[leader], &hostname)? == "unreachable").then_some(())
     });
 
     mesh.rejoin(follower + 1);
@@ -153,13 +159,6 @@ fn an_isolated_follower_catches_up_when_the_partition_heals() {
         logs(&cluster)
     );
     poll("the follower reachable again", || {
-        let out = cluster.managers[leader].ctl(&["--format", "json", "node", "ls"]);
-        let nodes = out.json();
-        let node = nodes
-            .as_array()?
-            .iter()
-            .find(|n| n["description"]["hostname"] == hostname.as_str())?
-            .clone();
-        (node["manager_status"]["reachability"] == "reachable").then_some(())
+        (reachability_seen_by(&cluster.managers[leader], &hostname)? == "reachable").then_some(())
     });
 }
