@@ -268,6 +268,12 @@ fn a_service_runs_on_an_installed_executor_delivered_with_its_assignments() {
     assert!(pids.iter().all(Option::is_some), "{pids:?}");
     node.kill9();
     node.restart();
+    // The store still says "running" from before the kill, so wait for the agent itself: it
+    // reconciles its stored tasks (a second time in this log) only after loading the executor.
+    poll("the restarted agent to reconcile its stored tasks", || {
+        let log = node.log();
+        (log.matches("stored tasks reconciled").count() >= 2).then_some(())
+    });
     poll("the adopted tasks running again", || {
         (node.running("custom").len() == 2).then_some(())
     });
