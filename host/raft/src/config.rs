@@ -14,7 +14,7 @@ use crate::network::{ChannelMaker, MAX_COMMAND_BYTES};
 pub struct RaftConfig {
     /// This node's raft id: non-zero, unique in the cluster.
     pub node_id: u64,
-    /// Directory of the raft files (`raft.redb` and `snapshots/`); created if missing.
+    /// Directory of the raft files (`raft.redb`, `wal/` and `snapshots/`); created if missing.
     pub state_dir: PathBuf,
     /// The raft clock tick (SwarmKit: 1 s; default here 100 ms).
     pub tick: Duration,

@@ -158,7 +158,8 @@ impl RaftNode {
                 )),
                 other => RaftError::Storage(format!("opening {}: {other}", path.display())),
             })?;
-            let log_store = LogStore::new(database.clone(), sealer.clone());
+            let log_store = LogStore::open(&state_dir, database.clone(), sealer.clone())
+                .map_err(RaftError::Storage)?;
             log_store.check_readable().map_err(RaftError::Storage)?;
             let mut state_machine =
                 StateMachineStore::open(state_dir.join(store::SNAPSHOT_DIR_NAME), app, sealer)

@@ -1,4 +1,4 @@
-//! openraft's storage conformance suite run against the redb log store and the state machine.
+//! openraft's storage conformance suite run against the log store and the state machine.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -54,7 +54,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
         let sealer = self.key.as_ref().map(Sealer::new);
         let sm = StateMachineStore::open(dir.path().join(SNAPSHOT_DIR_NAME), app, sealer.clone())
             .expect("open state machine");
-        Ok((dir, LogStore::new(db, sealer), sm))
+        let log = LogStore::open(dir.path(), db, sealer).expect("open log");
+        Ok((dir, log, sm))
     }
 }
 

@@ -1,16 +1,21 @@
-//! Durable raft log, vote and committed pointer in one redb file (`raft.redb`).
+//! Durable raft log: entries in WAL segment files ([`wal`](crate::store::wal)), the vote and the
+//! purge point in one redb file (`raft.redb`), the committed pointer in `wal/committed`.
 //!
-//! Every write that openraft needs durable (appended entries, vote, truncation) is committed with
-//! `Durability::Immediate` (fsync) before openraft hears about it. The committed pointer and purges
-//! are committed without fsync: the next durable commit persists them, and losing them in a crash
-//! is harmless (the committed pointer is an optimisation of startup; a lost purge only leaves
-//! entries that a snapshot already covers).
+//! Appends are written and `fdatasync`'d before openraft hears they are flushed; the vote is
+//! committed with `Durability::Immediate`, and so is the purge point, before the segments it
+//! covers are deleted. The committed pointer is overwritten in place on every commit without
+//! fsync (openraft awaits it before each apply, so it must cost microseconds, not a
+//! transaction); it survives a killed process, and losing it to a machine crash is harmless: it
+//! only spares replaying committed entries at start, which the leader commits again. Logs written
+//! by earlier versions kept their entries (and the pointer) in redb; they move on open.
 
 use std::fmt::Debug;
 use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use openraft::LogState;
 use openraft::OptionalSend;
@@ -28,22 +33,25 @@ use serde::de::DeserializeOwned;
 
 use crate::store::cipher::Sealer;
 use crate::store::codec;
+use crate::store::wal::WAL_DIR_NAME;
+use crate::store::wal::Wal;
+use crate::store::wal::WalError;
 use crate::types::Entry;
 use crate::types::LogId;
 use crate::types::StorageError;
 use crate::types::TypeConfig;
 use crate::types::Vote;
 
-/// Log entries by index, encoded by [`codec`].
+/// Log entries by index, encoded by [`codec`], as versions before the WAL kept them.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// Small JSON values: the vote, the committed log id, the last purged log id.
+/// Small JSON values: the vote, the last purged log id, and (before `wal/committed`, and at a
+/// force-new-cluster) the committed log id.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const KEY_VOTE: &str = "vote";
 const KEY_COMMITTED: &str = "committed";
 const KEY_LAST_PURGED: &str = "last_purged";
 
-/// The name of the redb file inside the state directory.
 /// The raft log database inside the raft directory.
 pub const LOG_FILE_NAME: &str = "raft.redb";
 
@@ -67,27 +75,46 @@ pub(crate) fn sync_database(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
-/// openraft's log storage over redb. Cheap to clone: readers share the database.
+/// openraft's log storage. Cheap to clone: readers share the segments and the database.
 #[derive(Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    wal: Arc<Mutex<Wal>>,
+    committed: Arc<CommittedFile>,
     /// Seals entries at rest when the node has a key.
     sealer: Option<Sealer>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<Database>, sealer: Option<Sealer>) -> Self {
-        Self { db, sealer }
+    /// Opens the segments under `raft_dir` next to `db` (blocking), moving entries an earlier
+    /// version kept in redb into them.
+    pub(crate) fn open(
+        raft_dir: &Path,
+        db: Arc<Database>,
+        sealer: Option<Sealer>,
+    ) -> Result<Self, String> {
+        let open = || -> Result<Self, WriteError> {
+            let purged: Option<LogId> = read_meta(&db, KEY_LAST_PURGED)?;
+            let wal_dir = raft_dir.join(WAL_DIR_NAME);
+            let mut wal = Wal::open(&wal_dir, purged.map(|p| p.index))?;
+            migrate_redb_entries(&db, &mut wal, purged.map(|p| p.index))?;
+            let committed = CommittedFile::open(&wal_dir.join(COMMITTED_FILE_NAME))?;
+            Ok(Self {
+                db,
+                wal: Arc::new(Mutex::new(wal)),
+                committed: Arc::new(committed),
+                sealer,
+            })
+        };
+        open().map_err(|e| e.to_string())
     }
 
     /// Checks that the newest entry can be read with this store's key (or lack of one), so a
     /// wrong key fails the start with a clear message instead of later inside openraft.
     pub(crate) fn check_readable(&self) -> Result<(), String> {
         let read = || -> Result<(), WriteError> {
-            let txn = self.db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
-            if let Some((_, value)) = table.last().map_err(redb::Error::from)? {
-                codec::decode_stored(value.value(), self.sealer.as_ref())?;
+            if let Some(bytes) = self.wal.lock().read_last()? {
+                codec::decode_stored(&bytes, self.sealer.as_ref())?;
             }
             Ok(())
         };
@@ -101,75 +128,191 @@ impl LogStore {
         after: Option<u64>,
     ) -> Result<(Option<Vote>, Vec<Entry>), String> {
         let read = || -> Result<(Option<Vote>, Vec<Entry>), WriteError> {
-            let vote: Option<Vote> = self.read_meta(KEY_VOTE)?;
-            let txn = self.db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
+            let vote: Option<Vote> = read_meta(&self.db, KEY_VOTE)?;
             let start = match after {
                 Some(index) => Bound::Excluded(index),
                 None => Bound::Unbounded,
             };
-            let mut entries = Vec::new();
-            for item in table
-                .range::<u64>((start, Bound::Unbounded))
-                .map_err(redb::Error::from)?
-            {
-                let (_, value) = item.map_err(redb::Error::from)?;
-                entries.push(codec::decode_stored(value.value(), self.sealer.as_ref())?);
-            }
-            Ok((vote, entries))
+            Ok((vote, self.read_entries((start, Bound::Unbounded))?))
         };
         read().map_err(|e| e.to_string())
     }
 
     /// Empties the log as if purged up to `purged` (which a snapshot covers), records it as
-    /// committed and saves `vote`, in one durable transaction (blocking; force-new-cluster).
+    /// committed and saves `vote` (blocking; force-new-cluster). The pointers are durable before
+    /// the segments go, so a crash in between leaves only entries the purge point skips.
     pub(crate) fn reset_after_snapshot(&self, purged: LogId, vote: Vote) -> Result<(), String> {
         let write = || -> Result<(), WriteError> {
-            let mut txn = self.db.begin_write().map_err(redb::Error::from)?;
-            txn.set_durability(Durability::Immediate)
-                .map_err(redb::Error::from)?;
-            {
-                let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
-                table
-                    .retain_in::<u64, _>(.., |_, _| false)
-                    .map_err(redb::Error::from)?;
-            }
-            put_meta(&txn, KEY_LAST_PURGED, &purged)?;
-            put_meta(&txn, KEY_COMMITTED, &Some(purged))?;
-            put_meta(&txn, KEY_VOTE, &vote)?;
-            txn.commit().map_err(redb::Error::from)?;
+            commit(&self.db, Durability::Immediate, |txn| {
+                put_meta(txn, KEY_LAST_PURGED, &purged)?;
+                put_meta(txn, KEY_COMMITTED, &Some(purged))?;
+                put_meta(txn, KEY_VOTE, &vote)
+            })?;
+            self.committed.save(Some(purged))?;
+            self.committed.sync()?;
+            self.wal.lock().clear()?;
             Ok(())
         };
         write().map_err(|e| e.to_string())
     }
 
-    fn read_meta<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, redb::Error> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(META)?;
-        let Some(value) = table.get(key)? else {
-            return Ok(None);
-        };
-        let parsed = serde_json::from_slice(value.value())
-            .map_err(|e| redb::Error::Corrupted(format!("raft meta {key}: {e}")))?;
-        Ok(Some(parsed))
+    fn read_entries(&self, range: (Bound<u64>, Bound<u64>)) -> Result<Vec<Entry>, WriteError> {
+        let stored = self.wal.lock().read(range)?;
+        stored
+            .iter()
+            .map(|bytes| Ok(codec::decode_stored(bytes, self.sealer.as_ref())?))
+            .collect()
     }
 
-    /// Runs one write transaction on the blocking pool and commits it with `durability`.
-    async fn write<F>(&self, durability: Durability, write: F) -> Result<(), WriteError>
+    /// Runs `work` on the blocking pool.
+    async fn blocking<F>(&self, work: F) -> Result<(), WriteError>
     where
-        F: FnOnce(&redb::WriteTransaction) -> Result<(), WriteError> + Send + 'static,
+        F: FnOnce(&Database, &Mutex<Wal>) -> Result<(), WriteError> + Send + 'static,
     {
         let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(redb::Error::from)?;
-            txn.set_durability(durability).map_err(redb::Error::from)?;
-            write(&txn)?;
-            txn.commit().map_err(redb::Error::from)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| WriteError::Blocking(e.to_string()))?
+        let wal = self.wal.clone();
+        tokio::task::spawn_blocking(move || work(&db, &wal))
+            .await
+            .map_err(|e| WriteError::Blocking(e.to_string()))?
     }
+}
+
+/// The committed pointer's file inside the WAL directory.
+const COMMITTED_FILE_NAME: &str = "committed";
+/// `present:u8 term:u64le leader:u64le index:u64le crc32:u32le` (crc over the first 25 bytes).
+const COMMITTED_LEN: usize = 29;
+
+/// The committed log id, overwritten in place (one `pwrite`, no fsync).
+struct CommittedFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl CommittedFile {
+    fn open(path: &Path) -> Result<Self, WalError> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|source| WalError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    fn io(&self) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+        move |source| WalError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn save(&self, committed: Option<LogId>) -> Result<(), WalError> {
+        use std::os::unix::fs::FileExt;
+        let mut record = [0u8; COMMITTED_LEN];
+        if let Some(log_id) = committed {
+            record[0] = 1;
+            record[1..9].copy_from_slice(&log_id.leader_id.term.to_le_bytes());
+            record[9..17].copy_from_slice(&log_id.leader_id.node_id.to_le_bytes());
+            record[17..25].copy_from_slice(&log_id.index.to_le_bytes());
+        }
+        let crc = crc32fast::hash(&record[..25]);
+        record[25..].copy_from_slice(&crc.to_le_bytes());
+        self.file.write_all_at(&record, 0).map_err(self.io())
+    }
+
+    fn sync(&self) -> Result<(), WalError> {
+        self.file.sync_data().map_err(self.io())
+    }
+
+    /// The saved pointer; `None` when nothing valid was saved (a new file, or one torn by a
+    /// machine crash), and the caller falls back to what redb holds.
+    fn load(&self) -> Option<Option<LogId>> {
+        use std::os::unix::fs::FileExt;
+        let mut record = [0u8; COMMITTED_LEN];
+        self.file.read_exact_at(&mut record, 0).ok()?;
+        let crc = u32::from_le_bytes(record[25..].try_into().ok()?);
+        if crc32fast::hash(&record[..25]) != crc {
+            return None;
+        }
+        if record[0] == 0 {
+            return Some(None);
+        }
+        let field = |at: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(record[at..at + 8].try_into().ok()?))
+        };
+        Some(Some(LogId::new(
+            openraft::CommittedLeaderId::new(field(1)?, field(9)?),
+            field(17)?,
+        )))
+    }
+}
+
+/// Moves the entries of a log written before the WAL existed into `wal` (once: the redb table is
+/// emptied after the segments are on disk; a crash in between finds them in both and keeps the
+/// segments').
+fn migrate_redb_entries(
+    db: &Database,
+    wal: &mut Wal,
+    purged: Option<u64>,
+) -> Result<(), WriteError> {
+    let txn = db.begin_read().map_err(redb::Error::from)?;
+    let table = txn.open_table(LOG).map_err(redb::Error::from)?;
+    if table.first().map_err(redb::Error::from)?.is_none() {
+        return Ok(());
+    }
+    if wal.bounds().is_none() {
+        let mut records = Vec::new();
+        for item in table.iter().map_err(redb::Error::from)? {
+            let (index, value) = item.map_err(redb::Error::from)?;
+            if purged.is_none_or(|p| index.value() > p) {
+                records.push((index.value(), value.value().to_vec()));
+            }
+        }
+        wal.append(&records)?;
+        tracing::info!(
+            entries = records.len(),
+            "moved the raft log's entries from raft.redb into segment files"
+        );
+    }
+    drop(table);
+    drop(txn);
+    commit(db, Durability::Immediate, |txn| {
+        let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
+        table
+            .retain_in::<u64, _>(.., |_, _| false)
+            .map_err(redb::Error::from)?;
+        Ok(())
+    })
+}
+
+/// One write transaction committed with `durability`.
+fn commit<F>(db: &Database, durability: Durability, write: F) -> Result<(), WriteError>
+where
+    F: FnOnce(&redb::WriteTransaction) -> Result<(), WriteError>,
+{
+    let mut txn = db.begin_write().map_err(redb::Error::from)?;
+    txn.set_durability(durability).map_err(redb::Error::from)?;
+    write(&txn)?;
+    txn.commit().map_err(redb::Error::from)?;
+    Ok(())
+}
+
+fn read_meta<T: DeserializeOwned>(db: &Database, key: &str) -> Result<Option<T>, redb::Error> {
+    let txn = db.begin_read()?;
+    let table = txn.open_table(META)?;
+    let Some(value) = table.get(key)? else {
+        return Ok(None);
+    };
+    let parsed = serde_json::from_slice(value.value())
+        .map_err(|e| redb::Error::Corrupted(format!("raft meta {key}: {e}")))?;
+    Ok(Some(parsed))
 }
 
 /// Why a write failed; converted to openraft's `StorageError` with the right subject.
@@ -177,6 +320,8 @@ impl LogStore {
 enum WriteError {
     #[error(transparent)]
     Redb(#[from] redb::Error),
+    #[error(transparent)]
+    Wal(#[from] WalError),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
     #[error("encoding raft metadata: {0}")]
@@ -207,20 +352,8 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let read = || -> Result<Vec<Entry>, WriteError> {
-            let txn = self.db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
-            let mut entries = Vec::new();
-            for item in table
-                .range::<u64>(owned_bounds(&range))
-                .map_err(redb::Error::from)?
-            {
-                let (_, value) = item.map_err(redb::Error::from)?;
-                entries.push(codec::decode_stored(value.value(), self.sealer.as_ref())?);
-            }
-            Ok(entries)
-        };
-        read().map_err(|e| StorageIOError::read_logs(&e).into())
+        self.read_entries(owned_bounds(&range))
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -229,11 +362,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let read = || -> Result<LogState<TypeConfig>, WriteError> {
-            let last_purged_log_id: Option<LogId> = self.read_meta(KEY_LAST_PURGED)?;
-            let txn = self.db.begin_read().map_err(redb::Error::from)?;
-            let table = txn.open_table(LOG).map_err(redb::Error::from)?;
-            let last_in_log = match table.last().map_err(redb::Error::from)? {
-                Some((_, value)) => Some(codec::decode_log_id(value.value())?),
+            let last_purged_log_id: Option<LogId> = read_meta(&self.db, KEY_LAST_PURGED)?;
+            let last_in_log = match self.wal.lock().read_last()? {
+                Some(bytes) => Some(codec::decode_log_id(&bytes)?),
                 None => None,
             };
             Ok(LogState {
@@ -250,31 +381,32 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         let vote = *vote;
-        self.write(Durability::Immediate, move |txn| {
-            put_meta(txn, KEY_VOTE, &vote)
+        self.blocking(move |db, _| {
+            commit(db, Durability::Immediate, |txn| {
+                put_meta(txn, KEY_VOTE, &vote)
+            })
         })
         .await
         .map_err(|e| StorageIOError::write_vote(&e).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_meta(KEY_VOTE)
-            .map_err(|e| StorageIOError::read_vote(&e).into())
+        read_meta(&self.db, KEY_VOTE).map_err(|e| StorageIOError::read_vote(&e).into())
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         // Not fsync'd on purpose: see the module documentation.
-        self.write(Durability::None, move |txn| {
-            put_meta(txn, KEY_COMMITTED, &committed)
-        })
-        .await
-        .map_err(|e| StorageIOError::write(&e).into())
+        self.committed
+            .save(committed)
+            .map_err(|e| StorageIOError::write(&WriteError::from(e)).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let committed: Option<Option<LogId>> = self
-            .read_meta(KEY_COMMITTED)
-            .map_err(|e| StorageIOError::read(&e))?;
+        if let Some(committed) = self.committed.load() {
+            return Ok(committed);
+        }
+        let committed: Option<Option<LogId>> =
+            read_meta(&self.db, KEY_COMMITTED).map_err(|e| StorageIOError::read(&e))?;
         Ok(committed.flatten())
     }
 
@@ -299,20 +431,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<(u64, Vec<u8>)>, codec::CodecError>>();
         let result = match encoded {
             Ok(encoded) => {
-                self.write(Durability::Immediate, move |txn| {
-                    let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
-                    for (index, bytes) in &encoded {
-                        table
-                            .insert(*index, bytes.as_slice())
-                            .map_err(redb::Error::from)?;
-                    }
-                    Ok(())
-                })
-                .await
+                self.blocking(move |_, wal| Ok(wal.lock().append(&encoded)?))
+                    .await
             }
             Err(e) => Err(WriteError::Codec(e)),
         };
-        // The entries are on disk (fsync'd) before openraft is told they are flushed.
+        // The entries are on disk (fdatasync'd) before openraft is told they are flushed.
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -327,30 +451,117 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let since = log_id.index;
-        self.write(Durability::Immediate, move |txn| {
-            let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
-            table
-                .retain_in::<u64, _>(since.., |_, _| false)
-                .map_err(redb::Error::from)?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| StorageIOError::write_logs(&e).into())
+        self.blocking(move |_, wal| Ok(wal.lock().truncate(since)?))
+            .await
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let upto = log_id.index;
-        // Not fsync'd: see the module documentation. The purge pointer and the deletion are in one
-        // transaction, so they can only be lost together.
-        self.write(Durability::None, move |txn| {
-            put_meta(txn, KEY_LAST_PURGED, &log_id)?;
-            let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
-            table
-                .retain_in::<u64, _>(..=upto, |_, _| false)
-                .map_err(redb::Error::from)?;
-            Ok(())
+        // The purge point is durable before any segment goes: a crash in between leaves entries
+        // that the next open skips, never a log that starts after a gap.
+        self.blocking(move |db, wal| {
+            commit(db, Durability::Immediate, |txn| {
+                put_meta(txn, KEY_LAST_PURGED, &log_id)
+            })?;
+            Ok(wal.lock().purge(upto)?)
         })
         .await
         .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::CommittedLeaderId;
+    use openraft::EntryPayload;
+
+    use super::*;
+    use crate::types::CommandBatch;
+
+    fn entry(index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(2, 1), index),
+            payload: EntryPayload::Normal(CommandBatch {
+                commands: vec![format!("command {index}").into_bytes()],
+            }),
+        }
+    }
+
+    #[test]
+    fn entries_an_earlier_version_kept_in_redb_move_to_segments() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_database(&dir.path().join(LOG_FILE_NAME)).expect("open redb");
+        // What an earlier version left: entries 1-5 in the LOG table, 1-2 purged.
+        commit(&db, Durability::Immediate, |txn| {
+            let mut table = txn.open_table(LOG).map_err(redb::Error::from)?;
+            for index in 1..=5 {
+                let bytes = codec::encode_stored(&entry(index), None)?;
+                table
+                    .insert(index, bytes.as_slice())
+                    .map_err(redb::Error::from)?;
+            }
+            drop(table);
+            put_meta(txn, KEY_LAST_PURGED, &entry(2).log_id)
+        })
+        .expect("old layout");
+
+        let store = LogStore::open(dir.path(), db.clone(), None).expect("open");
+        let indexes = |store: &LogStore| -> Vec<u64> {
+            store
+                .read_entries((Bound::Unbounded, Bound::Unbounded))
+                .expect("read")
+                .iter()
+                .map(|e| e.log_id.index)
+                .collect()
+        };
+        assert_eq!(indexes(&store), [3, 4, 5]);
+        let txn = db.begin_read().expect("read txn");
+        let table = txn.open_table(LOG).expect("table");
+        assert!(
+            table.first().expect("first").is_none(),
+            "redb table emptied"
+        );
+        drop(table);
+        drop(txn);
+        drop(store);
+
+        // Opening again finds them in the segments only.
+        let store = LogStore::open(dir.path(), db, None).expect("reopen");
+        assert_eq!(indexes(&store), [3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn the_committed_pointer_survives_a_reopen_and_a_torn_one_falls_back_to_redb() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_database(&dir.path().join(LOG_FILE_NAME)).expect("open redb");
+        let mut store = LogStore::open(dir.path(), db.clone(), None).expect("open");
+        assert_eq!(store.read_committed().await.expect("read"), None);
+        store
+            .save_committed(Some(entry(7).log_id))
+            .await
+            .expect("save");
+        drop(store);
+        let mut store = LogStore::open(dir.path(), db.clone(), None).expect("reopen");
+        assert_eq!(
+            store.read_committed().await.expect("read"),
+            Some(entry(7).log_id)
+        );
+        drop(store);
+
+        // A torn pointer (a machine crash mid-write) is ignored in favour of redb's older one.
+        commit(&db, Durability::Immediate, |txn| {
+            put_meta(txn, KEY_COMMITTED, &Some(entry(3).log_id))
+        })
+        .expect("redb pointer");
+        let path = dir.path().join(WAL_DIR_NAME).join(COMMITTED_FILE_NAME);
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[17] ^= 0x01;
+        std::fs::write(&path, bytes).expect("write");
+        let mut store = LogStore::open(dir.path(), db, None).expect("reopen");
+        assert_eq!(
+            store.read_committed().await.expect("read"),
+            Some(entry(3).log_id)
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Durable storage for openraft: the redb log store, the state machine over the application and
+//! Durable storage for openraft: the log store (WAL segments and redb), the state machine over the application and
 //! its snapshot files.
 
 pub(crate) mod cipher;
@@ -6,6 +6,7 @@ pub(crate) mod codec;
 mod log_store;
 mod snapshot_files;
 mod state_machine;
+pub(crate) mod wal;
 
 #[cfg(test)]
 mod conformance_tests;

@@ -85,8 +85,10 @@ async fn force_new_cluster_needs_raft_state() {
 
 fn on_disk_contains(dir: &std::path::Path, needle: &[u8]) -> bool {
     let mut files = vec![dir.join(swarm_raft::LOG_FILE_NAME)];
-    for entry in std::fs::read_dir(dir.join("snapshots")).expect("snapshots") {
-        files.push(entry.expect("entry").path());
+    for sub in ["snapshots", "wal"] {
+        for entry in std::fs::read_dir(dir.join(sub)).expect(sub) {
+            files.push(entry.expect("entry").path());
+        }
     }
     files.iter().any(|path| {
         let bytes = std::fs::read(path).expect("read");
