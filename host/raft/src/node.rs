@@ -28,6 +28,7 @@ use crate::network::{
     MAX_COMMAND_BYTES, NetworkFactory, PeerContacts, RaftService, SnapshotReception,
 };
 use crate::store;
+use crate::store::DurableWatch;
 use crate::store::LogStore;
 use crate::store::StateMachineStore;
 use crate::store::cipher::Sealer;
@@ -73,7 +74,9 @@ struct Inner {
     cancel: CancellationToken,
     batcher: Mutex<Option<JoinHandle<()>>>,
     /// Kept to make the last non-durable writes durable at shutdown; released after it.
-    database: Mutex<Option<Arc<Database>>>,
+    storage: Mutex<Option<(Arc<Database>, LogStore)>>,
+    /// How far the local log is on disk (the raft service answers no further).
+    durable: DurableWatch,
 }
 
 struct Proposal {
@@ -161,9 +164,13 @@ impl RaftNode {
             let log_store = LogStore::open(&state_dir, database.clone(), sealer.clone())
                 .map_err(RaftError::Storage)?;
             log_store.check_readable().map_err(RaftError::Storage)?;
-            let mut state_machine =
-                StateMachineStore::open(state_dir.join(store::SNAPSHOT_DIR_NAME), app, sealer)
-                    .map_err(|e| RaftError::Storage(e.to_string()))?;
+            let mut state_machine = StateMachineStore::open(
+                state_dir.join(store::SNAPSHOT_DIR_NAME),
+                app,
+                sealer,
+                log_store.durable_watch(),
+            )
+            .map_err(|e| RaftError::Storage(e.to_string()))?;
             if let Some(addr) = force_new_cluster {
                 force_new_cluster_state(node_id, addr, &log_store, &mut state_machine)?;
             }
@@ -175,8 +182,14 @@ impl RaftNode {
         let contacts = PeerContacts::default();
         let reachable_window =
             Duration::from_millis(openraft_config.election_timeout_max.saturating_mul(2));
-        let network =
-            NetworkFactory::new(config.node_id, config.channels.clone(), contacts.clone());
+        let durable = log_store.durable_watch();
+        let network = NetworkFactory::new(
+            config.node_id,
+            config.channels.clone(),
+            contacts.clone(),
+            durable.clone(),
+        );
+        let kept = log_store.clone();
         let raft = Raft::new(
             config.node_id,
             openraft_config,
@@ -205,7 +218,8 @@ impl RaftNode {
                 proposals,
                 cancel,
                 batcher: Mutex::new(Some(batcher)),
-                database: Mutex::new(Some(database)),
+                storage: Mutex::new(Some((database, kept))),
+                durable,
             }),
         })
     }
@@ -247,6 +261,7 @@ impl RaftNode {
         swarm_proto::pb::raft_server::RaftServer::new(RaftService::new(
             self.inner.raft.clone(),
             self.inner.reception.clone(),
+            self.inner.durable.clone(),
         ))
         .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
@@ -545,8 +560,8 @@ impl RaftNode {
                 .await
                 .map_err(|e| RaftError::Internal(format!("proposal batcher: {e}")))?;
         }
-        let database = lock(&self.inner.database).take();
-        let Some(database) = database else {
+        let storage = lock(&self.inner.storage).take();
+        let Some(storage) = storage else {
             return Ok(());
         };
         self.inner
@@ -554,7 +569,7 @@ impl RaftNode {
             .shutdown()
             .await
             .map_err(|e| RaftError::Internal(format!("stopping openraft: {e}")))?;
-        tokio::task::spawn_blocking(move || store::sync_database(&database))
+        tokio::task::spawn_blocking(move || sync_storage(storage))
             .await
             .map_err(|e| RaftError::Internal(format!("syncing raft storage: {e}")))?
             .map_err(|e| RaftError::Storage(format!("syncing raft storage: {e}")))?;
@@ -569,13 +584,12 @@ impl Drop for Inner {
     /// reopening the same state directory in this process.
     fn drop(&mut self) {
         self.cancel.cancel();
-        let database = self
-            .database
+        let storage = self
+            .storage
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .take();
-        let (Some(database), Ok(runtime)) = (database, tokio::runtime::Handle::try_current())
-        else {
+        let (Some(storage), Ok(runtime)) = (storage, tokio::runtime::Handle::try_current()) else {
             return;
         };
         let raft = self.raft.clone();
@@ -584,7 +598,7 @@ impl Drop for Inner {
             if let Err(error) = raft.shutdown().await {
                 tracing::warn!(node_id, %error, "stopping openraft of a dropped raft node");
             }
-            let synced = tokio::task::spawn_blocking(move || store::sync_database(&database)).await;
+            let synced = tokio::task::spawn_blocking(move || sync_storage(storage)).await;
             if !matches!(synced, Ok(Ok(()))) {
                 tracing::warn!(
                     node_id,
@@ -593,6 +607,12 @@ impl Drop for Inner {
             }
         });
     }
+}
+
+/// Makes every written entry and every non-durable redb commit durable, then lets both go.
+fn sync_storage((database, log): (Arc<Database>, LogStore)) -> Result<(), String> {
+    log.sync()?;
+    store::sync_database(&database).map_err(|e| e.to_string())
 }
 
 /// Rewrites the durable state for `--force-new-cluster` (blocking, before openraft starts):

@@ -60,6 +60,7 @@ use serde::de::DeserializeOwned;
 use swarm_proto::pb;
 use tonic::transport::Channel;
 
+use crate::store::DurableWatch;
 use crate::store::codec;
 use crate::types::{Entry, LogId, NodeId, Raft, SnapshotMeta, TypeConfig, Vote};
 
@@ -130,15 +131,23 @@ pub(crate) struct NetworkFactory {
     /// One channel per peer address: openraft asks for a new client every election and every
     /// replication stream, and each channel is a connection (and a TLS handshake).
     cache: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The local log's durable mark: no commit index is sent ahead of it.
+    durable: DurableWatch,
 }
 
 impl NetworkFactory {
-    pub(crate) fn new(local: NodeId, channels: ChannelMaker, contacts: PeerContacts) -> Self {
+    pub(crate) fn new(
+        local: NodeId,
+        channels: ChannelMaker,
+        contacts: PeerContacts,
+        durable: DurableWatch,
+    ) -> Self {
         Self {
             local,
             channels,
             contacts,
             cache: Arc::default(),
+            durable,
         }
     }
 
@@ -170,6 +179,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             },
             channel: self.channel(&node.addr),
             pending: None,
+            durable: self.durable.clone(),
         }
     }
 }
@@ -199,6 +209,7 @@ pub(crate) struct PeerClient {
     /// An AppendEntries that outlived openraft's deadline and is still being sent (see
     /// [`PendingAppend`]).
     pending: Option<PendingAppend>,
+    durable: DurableWatch,
 }
 
 type AppendResult =
@@ -451,6 +462,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         {
             return answer;
         }
+        // A follower may apply what it is told is committed: only what this log holds on disk.
+        if let Some(committed) = rpc.leader_commit {
+            self.durable
+                .wait(committed.index)
+                .await
+                .map_err(|e| self.peer.network_error(format!("local raft log: {e}")))?;
+        }
         let entries = rpc
             .entries
             .iter()
@@ -570,11 +588,17 @@ pub(crate) struct SnapshotReception {
 pub struct RaftService {
     raft: Raft,
     reception: SnapshotReception,
+    /// The local log's durable mark: entries are acknowledged only once on disk.
+    durable: DurableWatch,
 }
 
 impl RaftService {
-    pub(crate) fn new(raft: Raft, reception: SnapshotReception) -> Self {
-        Self { raft, reception }
+    pub(crate) fn new(raft: Raft, reception: SnapshotReception, durable: DurableWatch) -> Self {
+        Self {
+            raft,
+            reception,
+            durable,
+        }
     }
 }
 
@@ -640,6 +664,7 @@ impl pb::raft_server::Raft for RaftService {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad_request(RPC, e))?;
         check_entries(&header, &entries).map_err(|e| bad_request(RPC, e))?;
+        let last_index = entries.last().map(|entry| entry.log_id.index);
         let result = self
             .raft
             .append_entries(AppendEntriesRequest {
@@ -649,6 +674,18 @@ impl pb::raft_server::Raft for RaftService {
                 leader_commit: header.leader_commit,
             })
             .await;
+        // The leader counts what this answer matches toward its quorum: it must be on disk.
+        let matched = match &result {
+            Ok(AppendEntriesResponse::Success) => last_index,
+            Ok(AppendEntriesResponse::PartialSuccess(matching)) => matching.map(|m| m.index),
+            _ => None,
+        };
+        if let Some(index) = matched {
+            self.durable
+                .wait(index)
+                .await
+                .map_err(|e| tonic::Status::internal(format!("{RPC}: local raft log: {e}")))?;
+        }
         answer(&result)
     }
 
@@ -731,7 +768,12 @@ mod tests {
     use crate::types::CommandBatch;
 
     fn factory() -> NetworkFactory {
-        NetworkFactory::new(1, plain_channels(), PeerContacts::default())
+        NetworkFactory::new(
+            1,
+            plain_channels(),
+            PeerContacts::default(),
+            DurableWatch::settled(),
+        )
     }
 
     #[tokio::test]
@@ -786,7 +828,12 @@ mod tests {
             counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             plain(addr)
         });
-        let mut factory = NetworkFactory::new(1, channels, PeerContacts::default());
+        let mut factory = NetworkFactory::new(
+            1,
+            channels,
+            PeerContacts::default(),
+            DurableWatch::settled(),
+        );
         for target in [2, 2, 3] {
             factory
                 .new_client(target, &BasicNode::new("127.0.0.1:1"))

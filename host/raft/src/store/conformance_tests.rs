@@ -52,9 +52,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for Builder 
         let db = open_database(&dir.path().join(LOG_FILE_NAME)).expect("open redb");
         let app: Arc<dyn StateMachineApp> = Arc::new(RecordingApp::default());
         let sealer = self.key.as_ref().map(Sealer::new);
-        let sm = StateMachineStore::open(dir.path().join(SNAPSHOT_DIR_NAME), app, sealer.clone())
-            .expect("open state machine");
-        let log = LogStore::open(dir.path(), db, sealer).expect("open log");
+        let log = LogStore::open(dir.path(), db, sealer.clone()).expect("open log");
+        let sm = StateMachineStore::open(
+            dir.path().join(SNAPSHOT_DIR_NAME),
+            app,
+            sealer,
+            log.durable_watch(),
+        )
+        .expect("open state machine");
         Ok((dir, log, sm))
     }
 }

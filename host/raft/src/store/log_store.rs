@@ -1,9 +1,26 @@
 //! Durable raft log: entries in WAL segment files ([`wal`](crate::store::wal)), the vote and the
 //! purge point in one redb file (`raft.redb`), the committed pointer in `wal/committed`.
 //!
-//! Appends are written and `fdatasync`'d before openraft hears they are flushed; the vote is
-//! committed with `Durability::Immediate`, and so is the purge point, before the segments it
-//! covers are deleted. The committed pointer is overwritten in place on every commit without
+//! Appends are written, then openraft hears at once that they are flushed, and the WAL's syncer
+//! `fdatasync`s them in the background. openraft 0.9 replicates a leader's new entries only after
+//! that answer, so this lets the leader's own sync run alongside the followers' (Raft thesis
+//! 10.2.1; etcd does the same) instead of before them. In exchange openraft's idea of "flushed"
+//! may run ahead of the disk, so nothing that leaves this node or survives a restart may depend on
+//! an entry until [`DurableWatch`] says it is on disk:
+//! - a follower answers an AppendEntries only once the entries it took are durable
+//!   (`network::RaftService`), so a leader counts an entry toward its quorum only when it is on
+//!   that follower's disk;
+//! - a leader tells followers a commit index (in any AppendEntries) only once its own log is
+//!   durable up to it (`network::PeerClient`);
+//! - the state machine applies an entry (so a client hears of it, and snapshots hold it) only
+//!   once it is durable locally (`state_machine.rs`), and the committed pointer is saved only up
+//!   to what is durable.
+//!
+//! A leader's own copy thus counts toward the quorum before it is synced, but no client, follower
+//! or file learns of the commit before it is: a leader that loses power first loses only entries
+//! no one was told about, which is what Raft allows. A failed sync stops the log for good
+//! (every waiter gets the error). The vote is committed with `Durability::Immediate`, and so is
+//! the purge point, before the segments it covers are deleted. The committed pointer is overwritten in place on every commit without
 //! fsync (openraft awaits it before each apply, so it must cost microseconds, not a
 //! transaction); it survives a killed process, and losing it to a machine crash is harmless: it
 //! only spares replaying committed entries at start, which the leader commits again. Logs written
@@ -33,9 +50,12 @@ use serde::de::DeserializeOwned;
 
 use crate::store::cipher::Sealer;
 use crate::store::codec;
+use crate::store::wal::DurableWatch;
+use crate::store::wal::Syncer;
 use crate::store::wal::WAL_DIR_NAME;
 use crate::store::wal::Wal;
 use crate::store::wal::WalError;
+use crate::store::wal::spawn_syncer;
 use crate::types::Entry;
 use crate::types::LogId;
 use crate::types::StorageError;
@@ -80,6 +100,8 @@ pub(crate) fn sync_database(db: &Database) -> Result<(), redb::Error> {
 pub(crate) struct LogStore {
     db: Arc<Database>,
     wal: Arc<Mutex<Wal>>,
+    syncer: Syncer,
+    durable: DurableWatch,
     committed: Arc<CommittedFile>,
     /// Seals entries at rest when the node has a key.
     sealer: Option<Sealer>,
@@ -99,14 +121,29 @@ impl LogStore {
             let mut wal = Wal::open(&wal_dir, purged.map(|p| p.index))?;
             migrate_redb_entries(&db, &mut wal, purged.map(|p| p.index))?;
             let committed = CommittedFile::open(&wal_dir.join(COMMITTED_FILE_NAME))?;
+            let durable = wal.durable_watch();
+            let wal = Arc::new(Mutex::new(wal));
+            let syncer = spawn_syncer(wal.clone())?;
             Ok(Self {
                 db,
-                wal: Arc::new(Mutex::new(wal)),
+                wal,
+                syncer,
+                durable,
                 committed: Arc::new(committed),
                 sealer,
             })
         };
         open().map_err(|e| e.to_string())
+    }
+
+    /// Waits for entries to be on disk (see the module documentation).
+    pub(crate) fn durable_watch(&self) -> DurableWatch {
+        self.durable.clone()
+    }
+
+    /// Makes every written entry durable now (blocking; at shutdown).
+    pub(crate) fn sync(&self) -> Result<(), String> {
+        self.wal.lock().sync().map_err(|e| e.to_string())
     }
 
     /// Checks that the newest entry can be read with this store's key (or lack of one), so a
@@ -276,6 +313,7 @@ fn migrate_redb_entries(
             }
         }
         wal.append(&records)?;
+        wal.sync()?;
         tracing::info!(
             entries = records.len(),
             "moved the raft log's entries from raft.redb into segment files"
@@ -395,7 +433,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not fsync'd on purpose: see the module documentation.
+        // Never ahead of the durable log, but not fsync'd itself: see the module documentation.
+        if let Some(log_id) = committed {
+            self.durable
+                .wait(log_id.index)
+                .await
+                .map_err(|e| StorageIOError::write(&WriteError::from(WalError::Failed(e))))?;
+        }
         self.committed
             .save(committed)
             .map_err(|e| StorageIOError::write(&WriteError::from(e)).into())
@@ -436,9 +480,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             Err(e) => Err(WriteError::Codec(e)),
         };
-        // The entries are on disk (fdatasync'd) before openraft is told they are flushed.
+        // Written, not yet synced: see the module documentation for why openraft may hear of it
+        // now and who waits for the sync.
         match result {
             Ok(()) => {
+                self.syncer.wake();
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

@@ -17,3 +17,4 @@ pub(crate) use log_store::open_database;
 pub(crate) use log_store::sync_database;
 pub(crate) use snapshot_files::SNAPSHOT_DIR_NAME;
 pub(crate) use state_machine::StateMachineStore;
+pub(crate) use wal::DurableWatch;

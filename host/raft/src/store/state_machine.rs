@@ -3,7 +3,8 @@
 //! The application state lives in memory; durability comes from snapshot files plus the raft
 //! log. `last_applied` and the last membership are kept here and written into every snapshot's
 //! metadata, so after a restart openraft knows where the restored snapshot ends and replays the
-//! committed entries after it.
+//! committed entries after it. An entry is applied only once the local log holds it on disk
+//! (see `log_store.rs`): applying is what answers clients and what snapshots capture.
 
 use std::io::Cursor;
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use crate::StateMachineApp;
 use crate::store::cipher::Sealer;
 use crate::store::snapshot_files::SnapshotFileError;
 use crate::store::snapshot_files::SnapshotFiles;
+use crate::store::wal::DurableWatch;
 use crate::types::BatchResponse;
 use crate::types::Entry;
 use crate::types::LogId;
@@ -40,6 +42,8 @@ pub(crate) struct StateMachineStore {
     files: Arc<SnapshotFiles>,
     /// Makes snapshot ids unique within this process (with the start time, across restarts).
     snapshot_sequence: Arc<AtomicU64>,
+    /// The local log's durable mark, waited for before applying.
+    durable: DurableWatch,
 }
 
 /// Why the state machine could not be opened.
@@ -59,6 +63,7 @@ impl StateMachineStore {
         snapshot_dir: PathBuf,
         app: Arc<dyn StateMachineApp>,
         sealer: Option<Sealer>,
+        durable: DurableWatch,
     ) -> Result<Self, OpenError> {
         let (files, loaded) = SnapshotFiles::open(snapshot_dir, sealer)?;
         let mut store = Self {
@@ -67,6 +72,7 @@ impl StateMachineStore {
             last_membership: StoredMembership::default(),
             files,
             snapshot_sequence: Arc::new(AtomicU64::new(0)),
+            durable,
         };
         if let Some((meta, data)) = loaded {
             store
@@ -194,8 +200,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let entries = entries.into_iter();
-        let mut responses = Vec::with_capacity(entries.size_hint().0);
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        if let Some(last) = entries.last() {
+            self.durable
+                .wait(last.log_id.index)
+                .await
+                .map_err(|e| StorageIOError::write_state_machine(&std::io::Error::other(e)))?;
+        }
+        let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
             responses.push(self.apply_one(entry));
         }

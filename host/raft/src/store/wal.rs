@@ -1,5 +1,8 @@
 //! The raft log's entries in append-only segment files (`wal/<sequence>.wal`): an append is one
-//! positioned write and one `fdatasync`, which bounds the latency of every raft write.
+//! positioned write; a syncer thread `fdatasync`s behind it (one sync for every append made
+//! meanwhile) and publishes how far the log is durable ([`Marks`]). Whoever must not act on an
+//! entry before it is on disk waits for that mark ([`DurableWatch`]); see `store/log_store.rs`
+//! for who does.
 //!
 //! A record is `len:u32le crc32:u32le payload`, the payload being an entry as [`codec`] stores
 //! it (sealed when the node has a key). Segments are preallocated, so appends overwrite
@@ -21,6 +24,11 @@ use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use crate::store::codec;
 
@@ -48,6 +56,69 @@ pub(crate) enum WalError {
     },
     #[error("appending entry {index} after entry {last} would leave a gap in the raft log")]
     Gap { index: u64, last: u64 },
+    #[error("the raft log cannot be written after a failed sync: {0}")]
+    Failed(String),
+}
+
+/// The thread that `fdatasync`s appended entries and publishes the durable mark. It stops when
+/// every [`Syncer`] handle is gone.
+pub(crate) fn spawn_syncer(wal: Arc<Mutex<Wal>>) -> Result<Syncer, WalError> {
+    let (wake, woken) = mpsc::channel::<()>();
+    let dir = wal.lock().dir.clone();
+    std::thread::Builder::new()
+        .name("raft-wal-sync".into())
+        .spawn(move || run_syncer(&wal, &woken))
+        .map_err(io_error(&dir))?;
+    Ok(Syncer { wake })
+}
+
+/// Wakes the syncer after an append.
+#[derive(Clone)]
+pub(crate) struct Syncer {
+    wake: mpsc::Sender<()>,
+}
+
+impl Syncer {
+    pub(crate) fn wake(&self) {
+        let _ = self.wake.send(());
+    }
+}
+
+fn run_syncer(wal: &Mutex<Wal>, woken: &mpsc::Receiver<()>) {
+    while woken.recv().is_ok() {
+        // One sync covers every append made before it starts.
+        while woken.try_recv().is_ok() {}
+        let (files, written, generation) = {
+            let mut wal = wal.lock();
+            let files: Vec<(Arc<File>, PathBuf)> = wal
+                .segments
+                .values_mut()
+                .filter(|s| s.dirty)
+                .map(|s| {
+                    s.dirty = false;
+                    (s.file.clone(), s.path.clone())
+                })
+                .collect();
+            (files, wal.marks.borrow().written, wal.generation)
+        };
+        let synced = files.iter().try_for_each(|(file, path)| {
+            file.sync_data()
+                .map_err(|e| format!("fdatasync {}: {e}", path.display()))
+        });
+        let wal = wal.lock();
+        match synced {
+            Ok(()) if wal.generation == generation => {
+                wal.marks
+                    .send_modify(|m| m.durable = m.durable.max(written));
+            }
+            // A truncation ran meanwhile and set the marks itself.
+            Ok(()) => {}
+            Err(reason) => {
+                tracing::error!(%reason, "the raft log could not be synced to disk; this node stops writing it");
+                wal.marks.send_modify(|m| m.failed = Some(reason));
+            }
+        }
+    }
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -59,11 +130,62 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
 
 struct Segment {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     /// Where the next record goes (the end of the last record).
     end: u64,
     /// The highest index recorded in this segment, purged or not.
     last_index: Option<u64>,
+    /// Written since its last `fdatasync`.
+    dirty: bool,
+}
+
+/// How far the log is written and how far it is on disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Marks {
+    /// The last entry written (in the page cache at least).
+    pub(crate) written: Option<u64>,
+    /// Every entry up to this one is on disk.
+    pub(crate) durable: Option<u64>,
+    /// Why the log can no longer be made durable (a failed `fdatasync`): nothing written after
+    /// the failure may be trusted, and every waiter gets this error.
+    pub(crate) failed: Option<String>,
+}
+
+/// Waits for entries to be on disk. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct DurableWatch {
+    marks: watch::Receiver<Marks>,
+}
+
+impl DurableWatch {
+    /// A mark with nothing waiting to be synced (tests of other parts).
+    #[cfg(test)]
+    pub(crate) fn settled() -> Self {
+        Self {
+            marks: watch::Sender::new(Marks::default()).subscribe(),
+        }
+    }
+
+    /// Returns once entry `index` is on disk, or at once when it was never written (beyond the
+    /// last written entry there is nothing to wait for).
+    pub(crate) async fn wait(&self, index: u64) -> Result<(), String> {
+        let mut marks = self.marks.clone();
+        let result = marks
+            .wait_for(|m| m.failed.is_some() || is_durable(m, index))
+            .await
+            .map_err(|_| "the raft log is closed".to_string())?;
+        match &result.failed {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn is_durable(marks: &Marks, index: u64) -> bool {
+    match marks.written.map(|written| written.min(index)) {
+        None => true,
+        Some(needed) => marks.durable.is_some_and(|durable| durable >= needed),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -80,6 +202,10 @@ pub(crate) struct Wal {
     segments: BTreeMap<u64, Segment>,
     entries: BTreeMap<u64, Location>,
     next_sequence: u64,
+    marks: watch::Sender<Marks>,
+    /// Bumped by every truncation, so a sync that began before one does not mark entries
+    /// written after it as durable.
+    generation: u64,
 }
 
 impl Wal {
@@ -114,6 +240,8 @@ impl Wal {
             segments: BTreeMap::new(),
             entries: BTreeMap::new(),
             next_sequence: sequences.last().map_or(0, |last| last + 1),
+            marks: watch::Sender::new(Marks::default()),
+            generation: 0,
         };
         let count = sequences.len();
         for (position, sequence) in sequences.into_iter().enumerate() {
@@ -134,7 +262,41 @@ impl Wal {
         if !stale.is_empty() {
             wal.remove_segments(&stale)?;
         }
+        // What was replayed is on disk as far as this process can tell: make sure.
+        wal.sync()?;
+        let last = wal.bounds().map(|(_, last)| last).or(purged);
+        wal.marks.send_replace(Marks {
+            written: last,
+            durable: last,
+            failed: None,
+        });
         Ok(wal)
+    }
+
+    /// A handle to wait for entries to be on disk.
+    pub(crate) fn durable_watch(&self) -> DurableWatch {
+        DurableWatch {
+            marks: self.marks.subscribe(),
+        }
+    }
+
+    /// The current marks.
+    #[cfg(test)]
+    pub(crate) fn marks(&self) -> Marks {
+        self.marks.borrow().clone()
+    }
+
+    /// `fdatasync`s every segment written since its last sync and marks everything written as
+    /// durable (blocking, under the caller's lock: used at open, at shutdown and by tests; the
+    /// syncer thread syncs without holding the lock).
+    pub(crate) fn sync(&mut self) -> Result<(), WalError> {
+        for segment in self.segments.values_mut().filter(|s| s.dirty) {
+            segment.file.sync_data().map_err(io_error(&segment.path))?;
+            segment.dirty = false;
+        }
+        self.marks
+            .send_modify(|m| m.durable = m.written.max(m.durable));
+        Ok(())
     }
 
     fn segment_path(&self, sequence: u64) -> PathBuf {
@@ -149,6 +311,7 @@ impl Wal {
             .write(true)
             .open(&path)
             .map_err(io_error(&path))?;
+        let file = Arc::new(file);
         let bytes = std::fs::read(&path).map_err(io_error(&path))?;
         let mut offset = 0usize;
         let mut last_index = None;
@@ -216,6 +379,7 @@ impl Wal {
                 file,
                 end,
                 last_index,
+                dirty: false,
             },
         );
         Ok(())
@@ -272,7 +436,7 @@ impl Wal {
     }
 
     /// Appends `records` (index and stored bytes, consecutive, following the last entry) with
-    /// one write, and returns once they are on disk.
+    /// one write. They are on disk once [`sync`](Self::sync) or the syncer has run.
     pub(crate) fn append(&mut self, records: &[(u64, Vec<u8>)]) -> Result<(), WalError> {
         let Some((first, _)) = records.first() else {
             return Ok(());
@@ -311,14 +475,19 @@ impl Wal {
             buf.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
             buf.extend_from_slice(bytes);
         }
+        if let Some(reason) = &self.marks.borrow().failed {
+            return Err(WalError::Failed(reason.clone()));
+        }
         segment
             .file
             .write_all_at(&buf, segment.end)
-            .and_then(|()| segment.file.sync_data())
             .map_err(io_error(&segment.path))?;
         segment.end += buf.len() as u64;
-        segment.last_index = locations.last().map(|(index, _)| *index);
+        segment.dirty = true;
+        let last = locations.last().map(|(index, _)| *index);
+        segment.last_index = last;
         self.entries.extend(locations);
+        self.marks.send_modify(|m| m.written = last);
         Ok(())
     }
 
@@ -346,9 +515,10 @@ impl Wal {
             sequence,
             Segment {
                 path,
-                file,
+                file: Arc::new(file),
                 end: 0,
                 last_index: None,
+                dirty: false,
             },
         );
         Ok(sequence)
@@ -386,6 +556,18 @@ impl Wal {
             .get_mut(&sequence)
             .expect("a live entry's segment is open");
         segment.last_index = since.checked_sub(1).filter(|_| segment.end > 0);
+        // Sync what the syncer may not have reached yet, so the whole shorter log is durable;
+        // a sync the syncer began before this call must not publish its older view.
+        for segment in self.segments.values_mut().filter(|s| s.dirty) {
+            segment.file.sync_data().map_err(io_error(&segment.path))?;
+            segment.dirty = false;
+        }
+        self.generation += 1;
+        let last = self.bounds().map(|(_, last)| last);
+        self.marks.send_modify(|m| {
+            m.written = last;
+            m.durable = last;
+        });
         Ok(())
     }
 
@@ -394,6 +576,11 @@ impl Wal {
     pub(crate) fn purge(&mut self, upto: u64) -> Result<(), WalError> {
         let kept = self.entries.split_off(&(upto + 1));
         self.entries = kept;
+        // What a purge covers is in a snapshot on disk.
+        self.marks.send_modify(|m| {
+            m.written = m.written.max(Some(upto));
+            m.durable = m.durable.max(Some(upto));
+        });
         let done: Vec<u64> = self
             .segments
             .iter()
@@ -407,6 +594,11 @@ impl Wal {
     pub(crate) fn clear(&mut self) -> Result<(), WalError> {
         let all: Vec<u64> = self.segments.keys().copied().collect();
         self.entries.clear();
+        self.generation += 1;
+        self.marks.send_modify(|m| {
+            m.written = None;
+            m.durable = None;
+        });
         self.remove_segments(&all)
     }
 
@@ -618,5 +810,48 @@ mod tests {
         let error = wal.append(&[record(3, "three")]).expect_err("gap");
         assert!(error.to_string().contains("gap"), "{error}");
         assert_eq!(indexes(&wal), [1]);
+    }
+
+    #[tokio::test]
+    async fn the_syncer_makes_appends_durable_and_waiters_see_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wal = Wal::open(dir.path(), None).expect("open");
+        let watch = wal.durable_watch();
+        let wal = Arc::new(Mutex::new(wal));
+        wal.lock().append(&[record(1, "one")]).expect("append");
+        let marks = wal.lock().marks();
+        assert_eq!((marks.written, marks.durable), (Some(1), None));
+        let syncer = spawn_syncer(wal.clone()).expect("syncer");
+        syncer.wake();
+        tokio::time::timeout(std::time::Duration::from_secs(10), watch.wait(1))
+            .await
+            .expect("synced within 10 s")
+            .expect("no failure");
+        assert_eq!(wal.lock().marks().durable, Some(1));
+        // Beyond the last written entry there is nothing to wait for.
+        watch.wait(50).await.expect("nothing to wait for");
+
+        // A truncation lowers both marks; a new entry 2 is durable only after its own sync.
+        wal.lock()
+            .append(&[record(2, "two"), record(3, "three")])
+            .expect("append");
+        wal.lock().truncate(2).expect("truncate");
+        assert_eq!(
+            wal.lock().marks(),
+            Marks {
+                written: Some(1),
+                durable: Some(1),
+                failed: None
+            }
+        );
+        wal.lock()
+            .append(&[record(2, "two again")])
+            .expect("append");
+        assert_eq!(wal.lock().marks().durable, Some(1));
+        syncer.wake();
+        tokio::time::timeout(std::time::Duration::from_secs(10), watch.wait(2))
+            .await
+            .expect("synced within 10 s")
+            .expect("no failure");
     }
 }
