@@ -503,34 +503,34 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         }
         let channel = self.channel()?;
         let peer = self.peer.clone();
-        let mut task = tokio::spawn(async move {
-            let sent = peer.send(channel, RPCTypes::AppendEntries, message);
-            let answer: AppendEntriesResponse<NodeId> =
-                match tokio::time::timeout(PENDING_APPEND_LIMIT, sent).await {
-                    Ok(answer) => answer?,
-                    Err(_) => {
-                        return Err(peer.timeout(RPCTypes::AppendEntries, PENDING_APPEND_LIMIT));
-                    }
-                };
-            check_append_answer((&request.0, request.1, request.2), &answer)
-                .map_err(|e| peer.network_error(e))?;
-            Ok(answer)
-        });
-        match tokio::time::timeout(ttl, &mut task).await {
-            Ok(joined) => {
-                joined.map_err(|e| self.peer.network_error(format!("append_entries task: {e}")))?
-            }
+        // Sent from this task while it is within openraft's deadline (a spawned task would cost
+        // a wake-up on every append); only a request that outlives the deadline moves to its
+        // own task and keeps going.
+        let mut work: std::pin::Pin<Box<dyn Future<Output = AppendResult> + Send>> =
+            Box::pin(async move {
+                let sent = peer.send(channel, RPCTypes::AppendEntries, message);
+                let answer: AppendEntriesResponse<NodeId> =
+                    match tokio::time::timeout(PENDING_APPEND_LIMIT, sent).await {
+                        Ok(answer) => answer?,
+                        Err(_) => {
+                            return Err(peer.timeout(RPCTypes::AppendEntries, PENDING_APPEND_LIMIT));
+                        }
+                    };
+                check_append_answer((&request.0, request.1, request.2), &answer)
+                    .map_err(|e| peer.network_error(e))?;
+                Ok(answer)
+            });
+        match tokio::time::timeout(ttl, &mut work).await {
+            Ok(answer) => answer,
             Err(_) => {
+                // Else a request with more entries is already under way: this one is dropped.
                 if self.pending.is_none() {
                     self.pending = Some(PendingAppend {
                         vote: rpc.vote,
                         prev: rpc.prev_log_id,
                         last,
-                        task,
+                        task: tokio::spawn(work),
                     });
-                } else {
-                    // A request with more entries is already under way.
-                    task.abort();
                 }
                 Err(self.peer.timeout(RPCTypes::AppendEntries, ttl))
             }

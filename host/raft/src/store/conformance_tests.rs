@@ -1,4 +1,5 @@
-//! openraft's storage conformance suite run against the log store and the state machine.
+//! openraft's storage conformance suite run against the log store and the state machine, and
+//! the state machine's wait for durable entries.
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -73,4 +74,51 @@ fn openraft_storage_suite() {
 fn openraft_storage_suite_encrypted() {
     Suite::test_all(Builder { key: Some([5; 32]) })
         .expect("openraft storage conformance suite, encrypted at rest");
+}
+
+/// The state machine applies an entry only once the local log holds it on disk: with the syncer
+/// held back, an apply waits; a sync lets it through.
+#[tokio::test]
+async fn entries_are_applied_only_once_durable() {
+    use openraft::CommittedLeaderId;
+    use openraft::EntryPayload;
+    use openraft::storage::RaftStateMachine;
+
+    use crate::store::codec;
+    use crate::store::wal::Wal;
+    use crate::types::CommandBatch;
+    use crate::types::Entry;
+    use crate::types::LogId;
+
+    let dir = TempDir::new().expect("temp dir");
+    let mut wal = Wal::open(&dir.path().join("wal"), None).expect("open wal");
+    let entry = Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+        payload: EntryPayload::Normal(CommandBatch {
+            commands: vec![b"set x".to_vec()],
+        }),
+    };
+    wal.append(&[(1, codec::encode_entry(&entry).expect("encode"))])
+        .expect("append");
+    let app = Arc::new(RecordingApp::default());
+    let mut sm = StateMachineStore::open(
+        dir.path().join(SNAPSHOT_DIR_NAME),
+        app.clone(),
+        None,
+        wal.durable_watch(),
+    )
+    .expect("open state machine");
+
+    let mut apply = Box::pin(sm.apply(vec![entry]));
+    let waited = tokio::time::timeout(std::time::Duration::from_millis(200), &mut apply).await;
+    assert!(waited.is_err(), "applied before the entry was durable");
+    assert!(app.applied.lock().expect("lock").is_empty());
+
+    wal.sync().expect("sync");
+    let responses = tokio::time::timeout(std::time::Duration::from_secs(10), apply)
+        .await
+        .expect("applied once durable")
+        .expect("apply");
+    assert_eq!(responses.len(), 1);
+    assert_eq!(app.applied.lock().expect("lock").len(), 1);
 }

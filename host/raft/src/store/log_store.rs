@@ -473,11 +473,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 ))
             })
             .collect::<Result<Vec<(u64, Vec<u8>)>, codec::CodecError>>();
+        // A write into the page cache, done in place: a hop to the blocking pool cost more
+        // (about 60 us per append, measured) than the write. Starting a new segment (every 32
+        // MiB) also allocates and syncs it here.
         let result = match encoded {
-            Ok(encoded) => {
-                self.blocking(move |_, wal| Ok(wal.lock().append(&encoded)?))
-                    .await
-            }
+            Ok(encoded) => self.wal.lock().append(&encoded).map_err(WriteError::from),
             Err(e) => Err(WriteError::Codec(e)),
         };
         // Written, not yet synced: see the module documentation for why openraft may hear of it
