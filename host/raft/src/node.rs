@@ -71,6 +71,8 @@ struct Inner {
     /// The snapshot being received through `grpc_service` (shared by its clones).
     reception: SnapshotReception,
     proposals: mpsc::Sender<Proposal>,
+    /// Held by the batch being committed (the batcher's, or a direct proposal's).
+    in_flight: Arc<Semaphore>,
     cancel: CancellationToken,
     batcher: Mutex<Option<JoinHandle<()>>>,
     /// Kept to make the last non-durable writes durable at shutdown; released after it.
@@ -205,7 +207,14 @@ impl RaftNode {
         };
         let (proposals, receiver) = mpsc::channel(config.max_batch_commands.saturating_mul(4));
         let cancel = CancellationToken::new();
-        let batcher = tokio::spawn(run_batcher(raft.clone(), receiver, cancel.clone(), limits));
+        let in_flight = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
+        let batcher = tokio::spawn(run_batcher(
+            raft.clone(),
+            in_flight.clone(),
+            receiver,
+            cancel.clone(),
+            limits,
+        ));
         tracing::info!(node_id = config.node_id, state_dir = %config.state_dir.display(), "raft node started");
         Ok(Self {
             inner: Arc::new(Inner {
@@ -216,6 +225,7 @@ impl RaftNode {
                 learner_stall: config.learner_stall_timeout,
                 reception: SnapshotReception::default(),
                 proposals,
+                in_flight,
                 cancel,
                 batcher: Mutex::new(Some(batcher)),
                 storage: Mutex::new(Some((database, kept))),
@@ -446,11 +456,23 @@ impl RaftNode {
             });
         }
         let (reply, response) = oneshot::channel();
-        self.inner
-            .proposals
-            .send(Proposal { command, reply })
-            .await
-            .map_err(|_| RaftError::ShutDown)?;
+        let proposal = Proposal { command, reply };
+        // Nothing queued and no batch in flight: commit from this task, sparing the hops through
+        // the batcher (a lone client's latency); under load everything goes through the batcher.
+        let idle = self.inner.proposals.capacity() == self.inner.proposals.max_capacity();
+        if idle
+            && !self.inner.cancel.is_cancelled()
+            && let Ok(permit) = self.inner.in_flight.clone().try_acquire_owned()
+        {
+            commit_batch(&self.inner.raft, vec![proposal]).await;
+            drop(permit);
+        } else {
+            self.inner
+                .proposals
+                .send(proposal)
+                .await
+                .map_err(|_| RaftError::ShutDown)?;
+        }
         response.await.map_err(|_| RaftError::ShutDown)?
     }
 
@@ -679,24 +701,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Collects queued proposals into batches and commits each batch as one log entry.
 async fn run_batcher(
     raft: Raft,
+    in_flight: Arc<Semaphore>,
     mut receiver: mpsc::Receiver<Proposal>,
     cancel: CancellationToken,
     limits: BatchLimits,
 ) {
-    let in_flight = Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT));
     let mut queued: VecDeque<Proposal> = VecDeque::new();
     let mut received = Vec::new();
     let mut writers = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            biased;
-            () = cancel.cancelled() => break,
-            permit = in_flight.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
-        // Take whatever is queued; wait only when nothing is.
+        // Wait for work first, then for the batch in flight (the batcher's or a direct one) to
+        // finish; whatever queued meanwhile goes into the next entry.
         if queued.is_empty() {
             let count = tokio::select! {
                 biased;
@@ -706,12 +721,20 @@ async fn run_batcher(
             if count == 0 {
                 break;
             }
-        } else {
-            while queued.len() + received.len() < limits.max_commands {
-                match receiver.try_recv() {
-                    Ok(proposal) => received.push(proposal),
-                    Err(_) => break,
-                }
+            queued.extend(received.drain(..));
+        }
+        let permit = tokio::select! {
+            biased;
+            () = cancel.cancelled() => break,
+            permit = in_flight.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+        };
+        while queued.len() + received.len() < limits.max_commands {
+            match receiver.try_recv() {
+                Ok(proposal) => received.push(proposal),
+                Err(_) => break,
             }
         }
         queued.extend(received.drain(..));
