@@ -1,4 +1,5 @@
-//! swarm-raft: a generic raft layer (openraft 0.9 over redb) replicating opaque commands.
+//! swarm-raft: a generic raft layer (openraft 0.9; log in WAL segments, vote in redb) replicating
+//! opaque commands.
 //!
 //! The layer knows nothing of the store's types: a [`StateMachineApp`] applies committed command
 //! bytes and serialises its whole state for snapshots. [`RaftNode`] owns the durable log, the
@@ -18,8 +19,11 @@
 //! it or records a new address. Leader reads go through [`RaftNode::ensure_linearizable`].
 //!
 //! Invariants:
-//! - Log entries and the vote are fsync'd (redb `Durability::Immediate`) before openraft learns
-//!   they are stored; a snapshot is fsync'd and renamed into place before older ones are removed.
+//! - The vote is fsync'd (redb `Durability::Immediate`) before openraft learns it is stored. Log
+//!   entries are written to WAL segments and synced behind openraft's back, and nothing depends on
+//!   an entry outside this node (a follower's answer, a commit index sent, an apply, the saved
+//!   committed pointer) before it is synced; a snapshot is fsync'd and renamed into place before
+//!   older ones are removed.
 //! - After a crash, a restart restores the newest snapshot and re-applies the committed entries
 //!   after it: the application sees exactly the committed commands, in log order, once each.
 //! - Concurrent proposals may share one log entry (and index); the application applies them in
