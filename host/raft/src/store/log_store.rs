@@ -1,26 +1,25 @@
 //! Durable raft log: entries in WAL segment files ([`wal`](crate::store::wal)), the vote and the
 //! purge point in one redb file (`raft.redb`), the committed pointer in `wal/committed`.
 //!
-//! Appends are written, then openraft hears at once that they are flushed, and the WAL's syncer
-//! `fdatasync`s them in the background. openraft 0.9 replicates a leader's new entries only after
-//! that answer, so this lets the leader's own sync run alongside the followers' (Raft thesis
-//! 10.2.1; etcd does the same) instead of before them. In exchange openraft's idea of "flushed"
-//! may run ahead of the disk, so nothing that leaves this node or survives a restart may depend on
-//! an entry until [`DurableWatch`] says it is on disk:
+//! Appends are written, the WAL's syncer `fdatasync`s them (one sync for every append made
+//! meanwhile), and only then does openraft hear they are flushed. Reporting them right after the
+//! write would let a leader's sync run alongside replication (Raft thesis 10.2.1), and it was
+//! tried (2026-12-04: 0.87x etcd's one-client writes instead of 0.71x), but with openraft 0.9 it is
+//! not safe: a leader that loses power restarts as leader in the same term (its own vote is saved
+//! as committed) on a shorter log and can reuse an index a follower already holds, and a
+//! candidate's vote requests would claim unsynced entries. Making a restarted node's own vote
+//! uncommitted would be part of doing it safely. The waits on [`DurableWatch`] below stay: they
+//! cost nothing when appends are synced first, and they are what the early report would need:
 //! - a follower answers an AppendEntries only once the entries it took are durable
-//!   (`network::RaftService`), so a leader counts an entry toward its quorum only when it is on
-//!   that follower's disk;
-//! - a leader tells followers a commit index (in any AppendEntries) only once its own log is
-//!   durable up to it (`network::PeerClient`);
-//! - the state machine applies an entry (so a client hears of it, and snapshots hold it) only
-//!   once it is durable locally (`state_machine.rs`), and the committed pointer is saved only up
-//!   to what is durable.
+//!   (`network::RaftService`);
+//! - a leader tells followers a commit index only once its own log is durable up to it
+//!   (`network::PeerClient`);
+//! - the state machine applies an entry only once it is durable locally (`state_machine.rs`), and
+//!   the committed pointer is saved only up to what is durable.
 //!
-//! A leader's own copy thus counts toward the quorum before it is synced, but no client, follower
-//! or file learns of the commit before it is: a leader that loses power first loses only entries
-//! no one was told about, which is what Raft allows. A failed sync stops the log for good
-//! (every waiter gets the error). The vote is committed with `Durability::Immediate`, and so is
-//! the purge point, before the segments it covers are deleted. The committed pointer is overwritten in place on every commit without
+//! A failed sync stops the log for good (every waiter gets the error). The vote is committed with
+//! `Durability::Immediate`, and so is the purge point, before the segments it covers are deleted.
+//! The committed pointer is overwritten in place on every commit without
 //! fsync (openraft awaits it before each apply, so it must cost microseconds, not a
 //! transaction); it survives a killed process, and losing it to a machine crash is harmless: it
 //! only spares replaying committed entries at start, which the leader commits again. Logs written
@@ -476,15 +475,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // A write into the page cache, done in place: a hop to the blocking pool cost more
         // (about 60 us per append, measured) than the write. Starting a new segment (every 32
         // MiB) also allocates and syncs it here.
+        let encoded_last = encoded
+            .as_ref()
+            .ok()
+            .and_then(|records| records.last().map(|(index, _)| *index));
         let result = match encoded {
             Ok(encoded) => self.wal.lock().append(&encoded).map_err(WriteError::from),
             Err(e) => Err(WriteError::Codec(e)),
         };
-        // Written, not yet synced: see the module documentation for why openraft may hear of it
-        // now and who waits for the sync.
+        // openraft hears of the entries only once they are synced (see the module documentation
+        // for why reporting them earlier is not safe with openraft 0.9).
+        let result = match (result, encoded_last) {
+            (Ok(()), Some(last)) => {
+                self.syncer.wake();
+                self.durable
+                    .wait(last)
+                    .await
+                    .map_err(|e| WriteError::from(WalError::Failed(e)))
+            }
+            (result, _) => result,
+        };
         match result {
             Ok(()) => {
-                self.syncer.wake();
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }

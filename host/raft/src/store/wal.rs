@@ -379,7 +379,8 @@ impl Wal {
                 file,
                 end,
                 last_index,
-                dirty: false,
+                // What a killed process wrote may still be in the page cache only: synced at open.
+                dirty: true,
             },
         );
         Ok(())
@@ -494,10 +495,13 @@ impl Wal {
     /// The segment the next `size` bytes go to: the last one while they fit (or it is empty),
     /// else a new preallocated one.
     fn writable_segment(&mut self, size: u64) -> Result<u64, WalError> {
-        if let Some((sequence, segment)) = self.segments.last_key_value()
-            && (segment.end == 0 || segment.end + size <= self.segment_bytes)
-        {
-            return Ok(*sequence);
+        if let Some((sequence, segment)) = self.segments.last_key_value() {
+            if segment.end == 0 || segment.end + size <= self.segment_bytes {
+                return Ok(*sequence);
+            }
+            // Only the last segment may end in a torn record: this one must be whole on disk
+            // before a later one exists.
+            segment.file.sync_data().map_err(io_error(&segment.path))?;
         }
         let sequence = self.next_sequence;
         let path = self.segment_path(sequence);
@@ -558,7 +562,8 @@ impl Wal {
         segment.last_index = since.checked_sub(1).filter(|_| segment.end > 0);
         // Sync what the syncer may not have reached yet, so the whole shorter log is durable;
         // a sync the syncer began before this call must not publish its older view.
-        for segment in self.segments.values_mut().filter(|s| s.dirty) {
+        // Every segment, not only those marked dirty: the syncer may be syncing one right now.
+        for segment in self.segments.values_mut() {
             segment.file.sync_data().map_err(io_error(&segment.path))?;
             segment.dirty = false;
         }

@@ -254,13 +254,32 @@ async fn an_isolated_follower_does_not_stop_the_majority_and_catches_up() {
         value(&members[2], "k19").as_deref() == Some("v19")
     })
     .await;
-    members
-        .iter()
-        .find(|m| m.node.metrics().role == RaftRole::Leader)
-        .expect("a leader after healing")
-        .node
-        .propose(b"set after heal".to_vec())
-        .await
-        .expect("writes after healing");
+    // The returning follower's higher term may force an election (openraft 0.9 has no
+    // pre-vote): wait for a leader, and retry a write that meets an election.
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        wait_until("a leader after healing", || {
+            members
+                .iter()
+                .any(|m| m.node.metrics().role == RaftRole::Leader)
+        })
+        .await;
+        let leader = members
+            .iter()
+            .find(|m| m.node.metrics().role == RaftRole::Leader);
+        if let Some(leader) = leader
+            && leader
+                .node
+                .propose(b"set after heal".to_vec())
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write succeeded after healing"
+        );
+    }
     stop(members).await;
 }
