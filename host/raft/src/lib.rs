@@ -20,9 +20,9 @@
 //!
 //! Invariants:
 //! - The vote is fsync'd (redb `Durability::Immediate`) before openraft learns it is stored. Log
-//!   entries are written to WAL segments and synced behind openraft's back, and nothing depends on
-//!   an entry outside this node (a follower's answer, a commit index sent, an apply, the saved
-//!   committed pointer) before it is synced; a snapshot is fsync'd and renamed into place before
+//!   entries are written to WAL segments and synced before openraft hears they are flushed, and
+//!   nothing depends on an entry outside this node (a follower's answer, a commit index sent, an
+//!   apply, the saved committed pointer) before it is synced; a snapshot is fsync'd and renamed into place before
 //!   older ones are removed.
 //! - After a crash, a restart restores the newest snapshot and re-applies the committed entries
 //!   after it: the application sees exactly the committed commands, in log order, once each.
