@@ -286,11 +286,11 @@ impl Wal {
         self.marks.borrow().clone()
     }
 
-    /// `fdatasync`s every segment written since its last sync and marks everything written as
-    /// durable (blocking, under the caller's lock: used at open, at shutdown and by tests; the
-    /// syncer thread syncs without holding the lock).
+    /// `fdatasync`s every segment and marks everything written as durable (blocking, under the
+    /// caller's lock: at open, at truncation, at shutdown. Every segment, not only those marked
+    /// dirty: the syncer thread may be syncing one right now, without the lock).
     pub(crate) fn sync(&mut self) -> Result<(), WalError> {
-        for segment in self.segments.values_mut().filter(|s| s.dirty) {
+        for segment in self.segments.values_mut() {
             segment.file.sync_data().map_err(io_error(&segment.path))?;
             segment.dirty = false;
         }
@@ -550,30 +550,19 @@ impl Wal {
             location.offset,
             segment.end - location.offset,
         )
-        .and_then(|()| segment.file.sync_data())
         .map_err(io_error(&segment.path))?;
         segment.end = location.offset;
-        self.entries.split_off(&since);
-        let sequence = location.sequence;
-        let segment = self
-            .segments
-            .get_mut(&sequence)
-            .expect("a live entry's segment is open");
         segment.last_index = since.checked_sub(1).filter(|_| segment.end > 0);
-        // Sync what the syncer may not have reached yet, so the whole shorter log is durable;
-        // a sync the syncer began before this call must not publish its older view.
-        // Every segment, not only those marked dirty: the syncer may be syncing one right now.
-        for segment in self.segments.values_mut() {
-            segment.file.sync_data().map_err(io_error(&segment.path))?;
-            segment.dirty = false;
-        }
+        self.entries.split_off(&since);
+        // A sync the syncer began before this call must not publish its older view; the whole
+        // shorter log is synced here (zeroed bytes included).
         self.generation += 1;
         let last = self.bounds().map(|(_, last)| last);
         self.marks.send_modify(|m| {
             m.written = last;
-            m.durable = last;
+            m.durable = m.durable.min(last);
         });
-        Ok(())
+        self.sync()
     }
 
     /// Forgets every entry up to `upto` and deletes the segments holding nothing newer. The
