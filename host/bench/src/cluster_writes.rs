@@ -1,7 +1,7 @@
 //! Write throughput of a real cluster against etcd's, in the same run on the same machine: N
 //! swarmd managers on loopback take `CreateService` calls on the leader's control socket; then
 //! an etcd cluster of N members (Debian's `etcd-server`) takes `Put`s of values as large as
-//! those requests, from the same number of clients. Both fsync every commit.
+//! those requests, from the same number of clients, also on the leader. Both fsync every commit.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -231,6 +231,24 @@ impl Etcd {
             .connect()
             .await?)
     }
+
+    /// Which member leads (by endpoint position), from the members' own status.
+    async fn leader(&self) -> anyhow::Result<usize> {
+        for i in 0..self.endpoints.len() {
+            let mut maintenance =
+                etcd::maintenance_client::MaintenanceClient::new(self.channel(i).await?);
+            let status = maintenance
+                .status(etcd::StatusRequest {})
+                .await
+                .context("etcd Status")?
+                .into_inner();
+            let member = status.header.map(|h| h.member_id);
+            if status.leader != 0 && member == Some(status.leader) {
+                return Ok(i);
+            }
+        }
+        bail!("no etcd member says it leads")
+    }
 }
 
 impl Drop for Etcd {
@@ -276,10 +294,13 @@ async fn etcd_rows(
             "cluster-writes: etcd, {} members, {clients} clients for {duration:?}",
             args.managers
         );
+        // Every client on the leader, as for swarmd: a follower would forward each Put to it.
+        let leader = cluster.leader().await?;
         let mut connections = Vec::with_capacity(clients);
-        for i in 0..clients {
-            // Clients spread over the members, as etcd's own benchmark tool does.
-            connections.push(etcd::kv_client::KvClient::new(cluster.channel(i).await?));
+        for _ in 0..clients {
+            connections.push(etcd::kv_client::KvClient::new(
+                cluster.channel(leader).await?,
+            ));
         }
         let connections = std::sync::Arc::new(connections);
         let value = value.clone();
