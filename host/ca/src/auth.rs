@@ -32,6 +32,15 @@ pub fn require_role<T>(
     )
 }
 
+/// [`require_role`] for a connection outside gRPC (see [`crate::TlsConnection::peer`]).
+pub fn require_peer_role(
+    peer: &crate::PeerIdentity,
+    allowed: &[NodeRole],
+    what: &str,
+) -> Result<CertInfo, Status> {
+    check(peer.cert.as_ref(), allowed, what)
+}
+
 fn check(cert: Option<&CertInfo>, allowed: &[NodeRole], what: &str) -> Result<CertInfo, Status> {
     let Some(cert) = cert else {
         return Err(Status::unauthenticated(format!(

@@ -15,13 +15,13 @@ mod auth;
 mod cert;
 mod tls;
 
-pub use auth::{require_role, role_interceptor, role_name};
+pub use auth::{require_peer_role, require_role, role_interceptor, role_name};
 pub use cert::{CertInfo, NodeIdentity, NodeKey, RootCa, parse_cert};
 /// The rustls this crate builds its configurations with (ring provider only).
 pub use rustls;
 pub use tls::{
-    PeerIdentity, TlsConnection, anonymous_client_config, peer_identity, tls_channel, tls_incoming,
-    unverified_client_config,
+    PeerIdentity, TlsConnection, anonymous_client_config, client_config_with_alpn, peer_identity,
+    server_config_with_alpn, tls_channel, tls_connect, tls_incoming, unverified_client_config,
 };
 
 use std::time::Duration;

@@ -185,6 +185,69 @@ pub struct TlsConnection {
     peer: PeerIdentity,
 }
 
+impl TlsConnection {
+    /// The peer's identity.
+    pub fn peer(&self) -> &PeerIdentity {
+        &self.peer
+    }
+
+    /// The application protocol agreed in the handshake (ALPN), if any.
+    pub fn alpn_protocol(&self) -> Option<&[u8]> {
+        self.stream.get_ref().1.alpn_protocol()
+    }
+
+    /// The TLS stream itself, for a protocol other than gRPC.
+    pub fn into_stream(self) -> tokio_rustls::server::TlsStream<TcpStream> {
+        self.stream
+    }
+}
+
+/// `config` offering `protocols` (ALPN, most preferred first) instead of HTTP/2 alone: a
+/// listener can serve gRPC (`h2`) and another protocol on one port, told apart by
+/// [`TlsConnection::alpn_protocol`].
+pub fn server_config_with_alpn(config: &ServerConfig, protocols: &[&[u8]]) -> Arc<ServerConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// `config` asking for `protocols` (ALPN) instead of HTTP/2.
+pub fn client_config_with_alpn(config: &ClientConfig, protocols: &[&[u8]]) -> Arc<ClientConfig> {
+    let mut config = config.clone();
+    config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+/// Connects to the manager at `addr` (`host:port`) over TLS with `config`, verifying the server
+/// name [`MANAGER_SERVER_NAME`]; TCP connect and handshake together take at most `timeout`.
+/// For protocols other than gRPC (see [`client_config_with_alpn`]); the peer must agree to one
+/// of the configuration's protocols.
+pub async fn tls_connect(
+    addr: &str,
+    config: Arc<ClientConfig>,
+    timeout: Duration,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, CaError> {
+    let server_name = ServerName::try_from(MANAGER_SERVER_NAME)
+        .map_err(tls_err)?
+        .to_owned();
+    let wanted = !config.alpn_protocols.is_empty();
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        TlsConnector::from(config).connect(server_name, tcp).await
+    };
+    let stream = tokio::time::timeout(timeout, connect)
+        .await
+        .map_err(|_| CaError::Tls(format!("connecting to {addr}: timed out after {timeout:?}")))?
+        .map_err(|e| CaError::Tls(format!("connecting to {addr}: {e}")))?;
+    if wanted && stream.get_ref().1.alpn_protocol().is_none() {
+        return Err(CaError::Tls(format!(
+            "{addr} agreed to none of the application protocols asked for"
+        )));
+    }
+    Ok(stream)
+}
+
 impl tonic::transport::server::Connected for TlsConnection {
     type ConnectInfo = PeerIdentity;
 

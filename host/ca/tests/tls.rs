@@ -328,3 +328,78 @@ async fn a_silent_client_does_not_block_others() {
     );
     cancel.cancel();
 }
+
+/// Another protocol beside gRPC on one TLS port, told apart by ALPN (raft's append lanes in
+/// swarmd): the connection says which was agreed and who the peer is, so the server can admit
+/// managers only; a client asking for a protocol the server does not speak is refused.
+#[tokio::test]
+async fn a_second_protocol_shares_the_port_by_alpn_and_knows_its_peer() {
+    const LANE: &[u8] = b"test-lane/1";
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio_stream::StreamExt as _;
+
+    let root = RootCa::generate("c1").expect("root");
+    let server = must_issue(&root, "m1", NodeRole::Manager);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let config = swarm_ca::server_config_with_alpn(
+        &server.server_config().expect("server config"),
+        &[b"h2", LANE],
+    );
+    let mut incoming = Box::pin(tls_incoming(listener, config));
+    // Answers each lane connection with one line: the peer's role check and the protocol.
+    tokio::spawn(async move {
+        while let Some(Ok(conn)) = incoming.next().await {
+            let verdict = match swarm_ca::require_peer_role(conn.peer(), MANAGERS, "the test lane")
+            {
+                Ok(cert) => format!("admitted {}", cert.node_id),
+                Err(status) => format!("refused: {}", status.message()),
+            };
+            let protocol =
+                String::from_utf8_lossy(conn.alpn_protocol().unwrap_or(b"none")).into_owned();
+            let mut stream = conn.into_stream();
+            let _ = stream
+                .write_all(format!("{verdict} over {protocol}\n").as_bytes())
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+
+    let line = |identity: NodeIdentity| {
+        let addr = addr.clone();
+        async move {
+            let config = swarm_ca::client_config_with_alpn(
+                &identity.client_config().expect("client config"),
+                &[LANE],
+            );
+            let mut stream = swarm_ca::tls_connect(&addr, config, TIMEOUT)
+                .await
+                .expect("connect");
+            let mut text = String::new();
+            stream.read_to_string(&mut text).await.expect("read");
+            text
+        }
+    };
+    assert_eq!(
+        line(must_issue(&root, "m2", NodeRole::Manager)).await,
+        "admitted m2 over test-lane/1\n"
+    );
+    let worker = line(must_issue(&root, "w1", NodeRole::Worker)).await;
+    assert!(
+        worker.starts_with("refused: worker certificates are refused by the test lane"),
+        "{worker}"
+    );
+
+    // A protocol the server does not list: the handshake fails, with the address named.
+    let manager = must_issue(&root, "m3", NodeRole::Manager);
+    let config = swarm_ca::client_config_with_alpn(
+        &manager.client_config().expect("client config"),
+        &[b"other/1"],
+    );
+    let error = swarm_ca::tls_connect(&addr, config, TIMEOUT)
+        .await
+        .expect_err("no common protocol");
+    assert!(error.to_string().contains(&addr), "{error}");
+}

@@ -32,9 +32,10 @@ use swarm_store::{MemoryStore, StoreRead as _};
 use swarm_types::{Cluster, ClusterSpec, Meta, RootCaState, Timestamp, new_id};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinSet;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 pub use ca::{CaService, MembershipService, NodeCaService};
 pub use commit::{Committer, DirectCommitter, RaftCommitter, StoreApp};
@@ -162,6 +163,22 @@ impl Manager {
             None => swarm_raft::plain_channels(),
         };
         let mut raft_config = RaftConfig::new(raft_id, &raft_dir);
+        if let Some(identity) = &identity {
+            let client = identity
+                .client_config()
+                .map_err(|e| ManagerError::Unavailable(format!("TLS client: {e}")))?;
+            let client =
+                swarm_ca::client_config_with_alpn(&client, &[swarm_raft::APPEND_STREAM_ALPN]);
+            raft_config.append_lanes = Some(Arc::new(move |addr: &str| {
+                let (client, addr) = (client.clone(), addr.to_owned());
+                Box::pin(async move {
+                    let stream = swarm_ca::tls_connect(&addr, client, PEER_CONNECT_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Box::new(stream) as swarm_raft::BoxedStream)
+                })
+            }));
+        }
         raft_config.tick = raft_tick;
         raft_config.heartbeat_tick = heartbeat_tick;
         raft_config.election_tick = election_tick;
@@ -486,8 +503,24 @@ impl Services {
                 let tls = identity
                     .server_config()
                     .map_err(|e| ManagerError::Unavailable(format!("TLS server: {e}")))?;
+                // gRPC and raft's append lanes share the port, told apart by ALPN.
+                let tls = swarm_ca::server_config_with_alpn(
+                    &tls,
+                    &[b"h2", swarm_raft::APPEND_STREAM_ALPN],
+                );
+                let lanes = raft.append_lane_service();
+                let lane_shutdown = cancel.clone();
                 tasks.spawn(async move {
-                    let incoming = swarm_ca::tls_incoming(listener, tls);
+                    let incoming =
+                        swarm_ca::tls_incoming(listener, tls).filter_map(move |conn| match conn {
+                            Ok(conn)
+                                if conn.alpn_protocol() == Some(swarm_raft::APPEND_STREAM_ALPN) =>
+                            {
+                                serve_append_lane(conn, lanes.clone(), lane_shutdown.clone());
+                                None
+                            }
+                            other => Some(other),
+                        });
                     if let Err(e) = router
                         .serve_with_incoming_shutdown(incoming, shutdown.cancelled())
                         .await
@@ -512,6 +545,27 @@ impl Services {
         }
         Ok(())
     }
+}
+
+/// Serves a raft append lane from another manager (refused, and closed, for any other peer),
+/// until it closes or the manager stops.
+fn serve_append_lane(
+    conn: swarm_ca::TlsConnection,
+    service: swarm_raft::RaftService,
+    shutdown: CancellationToken,
+) {
+    if let Err(status) =
+        swarm_ca::require_peer_role(conn.peer(), &[swarm_types::NodeRole::Manager], "raft")
+    {
+        debug!(peer = ?conn.peer().remote_addr, reason = status.message(), "append lane refused");
+        return;
+    }
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = service.serve_append_lane(conn.into_stream()) => {}
+        }
+    });
 }
 
 /// What a leader term needs.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use openraft::SnapshotPolicy;
 
 use crate::RaftError;
+use crate::network::stream::StreamMaker;
 use crate::network::{ChannelMaker, MAX_COMMAND_BYTES};
 
 /// How a raft node runs. Build it with [`RaftConfig::new`], adjust fields, then
@@ -38,6 +39,9 @@ pub struct RaftConfig {
     pub max_batch_bytes: usize,
     /// How this node reaches its peers (plaintext by default; mutual TLS in swarmd).
     pub channels: ChannelMaker,
+    /// How this node opens append lanes to its peers (AppendEntries over one long-lived stream
+    /// per peer; mutual TLS in swarmd); none (the default): AppendEntries go over `channels`.
+    pub append_lanes: Option<StreamMaker>,
     /// [`add_learner`](crate::RaftNode::add_learner) gives up when the new learner has answered
     /// nothing for this long (a wrong address, a peer that is down); it stays a learner.
     pub learner_stall_timeout: Duration,
@@ -66,6 +70,7 @@ impl std::fmt::Debug for RaftConfig {
             .field("learner_stall_timeout", &self.learner_stall_timeout)
             .field("encrypted", &self.cipher.is_some())
             .field("force_new_cluster", &self.force_new_cluster)
+            .field("append_lanes", &self.append_lanes.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -84,6 +89,7 @@ impl RaftConfig {
             max_batch_commands: 1024,
             max_batch_bytes: 4 << 20,
             channels: crate::network::plain_channels(),
+            append_lanes: None,
             learner_stall_timeout: Duration::from_secs(10),
             cipher: None,
             force_new_cluster: None,

@@ -10,6 +10,8 @@
 //! snapshot files; `network/` the raft network over tonic (`swarm.v1.Raft`): the client openraft
 //! reaches peers with, through a [`ChannelMaker`] the caller chooses (plaintext or mutual TLS),
 //! and the service the caller serves ([`RaftNode::grpc_service`]; this crate binds no socket).
+//! AppendEntries may instead go on append lanes (one framed connection per peer) when the
+//! caller gives a [`StreamMaker`] and serves [`RaftNode::append_lane_service`].
 //! Snapshots travel in chunks of 1 MiB; an AppendEntries carries at most
 //! [`APPEND_ENTRIES_BUDGET_BYTES`] of entries (or one larger entry); a command is at most
 //! [`MAX_COMMAND_BYTES`] so that every entry fits in a message.
@@ -20,10 +22,11 @@
 //!
 //! Invariants:
 //! - The vote is fsync'd (redb `Durability::Immediate`) before openraft learns it is stored. Log
-//!   entries are written to WAL segments and synced before openraft hears they are flushed, and
-//!   nothing depends on an entry outside this node (a follower's answer, a commit index sent, an
-//!   apply, the saved committed pointer) before it is synced; a snapshot is fsync'd and renamed into place before
-//!   older ones are removed.
+//!   entries are written to WAL segments and openraft hears at once that they are flushed (the
+//!   sync follows), but nothing depends on an entry outside this node (a follower's answer, a
+//!   commit index sent, an apply, the saved committed pointer) before it is synced, and a node
+//!   that led restarts as a candidate for a new term, never as leader of its old one; a
+//!   snapshot is fsync'd and renamed into place before older ones are removed.
 //! - After a crash, a restart restores the newest snapshot and re-applies the committed entries
 //!   after it: the application sees exactly the committed commands, in log order, once each.
 //! - Concurrent proposals may share one log entry (and index); the application applies them in
@@ -43,6 +46,7 @@ pub mod bench;
 
 pub use config::RaftConfig;
 pub use error::RaftError;
+pub use network::stream::{APPEND_STREAM_ALPN, BoxedStream, PeerStream, StreamMaker};
 pub use network::{
     APPEND_ENTRIES_BUDGET_BYTES, ChannelMaker, MAX_COMMAND_BYTES, MAX_RAFT_MESSAGE_BYTES,
     RaftService, plain_channels,

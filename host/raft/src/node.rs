@@ -166,6 +166,16 @@ impl RaftNode {
             let log_store = LogStore::open(&state_dir, database.clone(), sealer.clone())
                 .map_err(RaftError::Storage)?;
             log_store.check_readable().map_err(RaftError::Storage)?;
+            if let Some(term) = log_store
+                .stand_for_election(node_id)
+                .map_err(RaftError::Storage)?
+            {
+                tracing::info!(
+                    node_id,
+                    term,
+                    "led the cluster in term {term} before stopping; stands for election again on the log on disk"
+                );
+            }
             let mut state_machine = StateMachineStore::open(
                 state_dir.join(store::SNAPSHOT_DIR_NAME),
                 app,
@@ -188,6 +198,7 @@ impl RaftNode {
         let network = NetworkFactory::new(
             config.node_id,
             config.channels.clone(),
+            config.append_lanes.clone(),
             contacts.clone(),
             durable.clone(),
         );
@@ -275,6 +286,16 @@ impl RaftNode {
         ))
         .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+    }
+
+    /// The service behind append lanes from peers (see
+    /// [`RaftService::serve_append_lane`]); the caller authenticates the peer first.
+    pub fn append_lane_service(&self) -> RaftService {
+        RaftService::new(
+            self.inner.raft.clone(),
+            self.inner.reception.clone(),
+            self.inner.durable.clone(),
+        )
     }
 
     /// Whether `peer` answered this node's raft RPCs recently (only a leader talks to every

@@ -1,21 +1,29 @@
 //! Durable raft log: entries in WAL segment files ([`wal`](crate::store::wal)), the vote and the
 //! purge point in one redb file (`raft.redb`), the committed pointer in `wal/committed`.
 //!
-//! Appends are written, the WAL's syncer `fdatasync`s them (one sync for every append made
-//! meanwhile), and only then does openraft hear they are flushed. Reporting them right after the
-//! write would let a leader's sync run alongside replication (Raft thesis 10.2.1), and it was
-//! tried (2026-12-04: 0.87x etcd's one-client writes instead of 0.71x), but with openraft 0.9 it is
-//! not safe: a leader that loses power restarts as leader in the same term (its own vote is saved
-//! as committed) on a shorter log and can reuse an index a follower already holds, and a
-//! candidate's vote requests would claim unsynced entries. Making a restarted node's own vote
-//! uncommitted would be part of doing it safely. The waits on [`DurableWatch`] below stay: they
-//! cost nothing when appends are synced first, and they are what the early report would need:
+//! Appends are written, then openraft hears at once that they are flushed, and the WAL's syncer
+//! `fdatasync`s them behind (one sync for every append made meanwhile). openraft 0.9 sends a
+//! leader's new entries to followers only after that answer, so this lets the leader's own sync
+//! run alongside the followers' (Raft thesis 10.2.1; etcd does the same) instead of before them.
+//! openraft's "flushed" may then run ahead of the disk, so nothing that leaves this node or
+//! outlives the process depends on an entry until [`DurableWatch`] says it is on disk:
 //! - a follower answers an AppendEntries only once the entries it took are durable
-//!   (`network::RaftService`);
+//!   (`network::RaftService`), so a leader counts a follower's copy only when it is on disk;
 //! - a leader tells followers a commit index only once its own log is durable up to it
 //!   (`network::PeerClient`);
-//! - the state machine applies an entry only once it is durable locally (`state_machine.rs`), and
-//!   the committed pointer is saved only up to what is durable.
+//! - the state machine applies an entry (so a client hears of it, and snapshots hold it) only
+//!   once it is durable locally (`state_machine.rs`), and the committed pointer is saved only up
+//!   to what is durable.
+//!
+//! A leader counts its own copy toward a quorum before syncing it, but no client hears of a
+//! commit before the leader's copy and a quorum's worth of followers' copies are on disk. Two
+//! things openraft 0.9 would otherwise get wrong after a power cut: a leader's vote for itself is
+//! stored committed, so it would restart as leader in the same term on a log missing entries
+//! its followers hold, and give one of their indexes a different entry;
+//! [`LogStore::stand_for_election`] reads such a vote back as not committed, so the node has to
+//! win a new term on the log actually on disk. And a candidate's vote request may claim entries
+//! not yet synced; if it then loses them, the same rule makes it run again on its real log,
+//! and voters judge that one. Entries lost that way were never acknowledged.
 //!
 //! A failed sync stops the log for good (every waiter gets the error). The vote is committed with
 //! `Durability::Immediate`, and so is the purge point, before the segments it covers are deleted.
@@ -155,6 +163,32 @@ impl LogStore {
             Ok(())
         };
         read().map_err(|e| e.to_string())
+    }
+
+    /// Reads back this node's own committed vote (it led in that term) as not committed, so
+    /// openraft starts it as a follower that must win an election on the log that is actually
+    /// on disk, instead of as leader in the old term (blocking; before openraft starts).
+    /// Returns the term it led in, if it did.
+    ///
+    /// Needed because appends are reported flushed before they are synced: a leader that lost
+    /// power may have lost entries its followers hold, and leading again in the same term it
+    /// could give one of their indexes another entry. A new term rules that out (Raft's
+    /// election restriction then compares real logs). A single voter elects itself at once.
+    pub(crate) fn stand_for_election(&self, node_id: u64) -> Result<Option<u64>, String> {
+        let run = || -> Result<Option<u64>, WriteError> {
+            let vote: Option<Vote> = read_meta(&self.db, KEY_VOTE)?;
+            let Some(vote) = vote else { return Ok(None) };
+            if !vote.is_committed() || vote.leader_id().voted_for() != Some(node_id) {
+                return Ok(None);
+            }
+            let term = vote.leader_id().get_term();
+            let reopened = Vote::new(term, node_id);
+            commit(&self.db, Durability::Immediate, |txn| {
+                put_meta(txn, KEY_VOTE, &reopened)
+            })?;
+            Ok(Some(term))
+        };
+        run().map_err(|e| e.to_string())
     }
 
     /// The vote and every entry after `after` (blocking; used by force-new-cluster before
@@ -475,26 +509,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // A write into the page cache, done in place: a hop to the blocking pool cost more
         // (about 60 us per append, measured) than the write. Starting a new segment (every 32
         // MiB) also allocates and syncs it here.
-        let encoded_last = encoded
-            .as_ref()
-            .ok()
-            .and_then(|records| records.last().map(|(index, _)| *index));
         let result = match encoded {
             Ok(encoded) => self.wal.lock().append(&encoded).map_err(WriteError::from),
             Err(e) => Err(WriteError::Codec(e)),
         };
-        // openraft hears of the entries only once they are synced (see the module documentation
-        // for why reporting them earlier is not safe with openraft 0.9).
-        let result = match (result, encoded_last) {
-            (Ok(()), Some(last)) => {
-                self.syncer.wake();
-                self.durable
-                    .wait(last)
-                    .await
-                    .map_err(|e| WriteError::from(WalError::Failed(e)))
-            }
-            (result, _) => result,
-        };
+        // Written, not yet synced: openraft hears of it now and the syncer catches up (see the
+        // module documentation for who waits for the sync, and why that is safe).
+        if result.is_ok() {
+            self.syncer.wake();
+        }
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -621,5 +644,32 @@ mod tests {
             store.read_committed().await.expect("read"),
             Some(entry(3).log_id)
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_committed_vote_for_this_node_is_read_back_as_uncommitted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_database(&dir.path().join(LOG_FILE_NAME)).expect("open redb");
+        let mut store = LogStore::open(dir.path(), db, None).expect("open");
+        assert_eq!(store.stand_for_election(1).expect("no vote yet"), None);
+
+        // A vote for another node, committed or not, and this node's own uncommitted vote (a
+        // candidacy) stay as they are.
+        for vote in [Vote::new_committed(4, 2), Vote::new(4, 2), Vote::new(5, 1)] {
+            store.save_vote(&vote).await.expect("save");
+            assert_eq!(store.stand_for_election(1).expect("read"), None);
+            assert_eq!(store.read_vote().await.expect("read"), Some(vote));
+        }
+
+        // It led in term 6: it has to win a term again.
+        store
+            .save_vote(&Vote::new_committed(6, 1))
+            .await
+            .expect("save");
+        assert_eq!(store.stand_for_election(1).expect("read"), Some(6));
+        let vote = store.read_vote().await.expect("read").expect("a vote");
+        assert_eq!(vote, Vote::new(6, 1));
+        assert!(!vote.is_committed());
+        assert_eq!(store.stand_for_election(1).expect("again"), None);
     }
 }

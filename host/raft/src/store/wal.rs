@@ -11,7 +11,10 @@
 //! Opening replays the segments in order. Records at or below the purge point are skipped. The
 //! first record that is incomplete, fails its checksum or does not follow the previous index ends
 //! the log when it lies in the last segment (an append torn by a crash: the rest of the segment is
-//! zeroed) and fails the start, naming the file and offset, anywhere else. Truncation zeroes the
+//! zeroed) and fails the start, naming the file and offset, anywhere else. Valid records after a
+//! bad one or after a hole (a zero header) in the last segment are zeroed with it, not taken for
+//! corruption: the tail past the last sync was never acknowledged to anyone, and a machine crash
+//! may write its pages back in any order. Truncation zeroes the
 //! truncated records (and deletes whole later segments), so a crash never brings them back.
 //!
 //! [`codec`]: crate::store::codec
@@ -371,6 +374,17 @@ impl Wal {
             );
             zero(&file, end, bytes.len() as u64 - end).map_err(io_error(&path))?;
             file.sync_data().map_err(io_error(&path))?;
+        } else if last && bytes[end as usize..].iter().any(|b| *b != 0) {
+            // A hole (a record whose pages a crash never wrote back) with later records behind
+            // it: they must go, or an append that happens to end where one starts would bring
+            // it back into the log.
+            tracing::warn!(
+                segment = %path.display(),
+                offset = end,
+                "the raft log has bytes after its last record (writes a crash cut off); dropping them"
+            );
+            zero(&file, end, bytes.len() as u64 - end).map_err(io_error(&path))?;
+            file.sync_data().map_err(io_error(&path))?;
         }
         self.segments.insert(
             sequence,
@@ -727,6 +741,35 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path(), None).expect("reopen");
         assert_eq!(indexes(&wal), [1, 2, 3]);
+    }
+
+    /// After a power cut, a record's pages may be lost while later ones were written back: the
+    /// log ends at the hole, and what lies behind it must not return once the hole is filled.
+    #[test]
+    fn records_behind_a_hole_do_not_come_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut wal = Wal::open(dir.path(), None).expect("open");
+        wal.append(&[record(1, "one"), record(2, "two"), record(3, "three")])
+            .expect("append");
+        let segment = wal.segments.values().next().expect("segment");
+        let (_, first) = record(1, "one");
+        let (_, second) = record(2, "two");
+        let hole = (HEADER_LEN + first.len()) as u64;
+        segment
+            .file
+            .write_all_at(&vec![0u8; HEADER_LEN + second.len()], hole)
+            .expect("punch a hole");
+        drop(wal);
+
+        let mut wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), [1]);
+        // Entry 2 again, the same length as before: it ends exactly where stale entry 3 began.
+        let (_, again) = record(2, "owt");
+        assert_eq!(again.len(), second.len());
+        wal.append(&[record(2, "owt")]).expect("append");
+        drop(wal);
+        let wal = Wal::open(dir.path(), None).expect("reopen");
+        assert_eq!(indexes(&wal), [1, 2]);
     }
 
     #[test]

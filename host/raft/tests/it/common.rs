@@ -1,17 +1,21 @@
 //! Shared helpers: a key-value test application and node start-up helpers.
 
 use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::Serialize;
+use swarm_raft::BoxedStream;
 use swarm_raft::RaftConfig;
 use swarm_raft::RaftNode;
 use swarm_raft::RaftStatus;
 use swarm_raft::StateMachineApp;
+use swarm_raft::StreamMaker;
 
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 pub const ADDR: &str = "127.0.0.1:4242";
@@ -151,19 +155,42 @@ pub fn snapshot_files(state_dir: &Path) -> (Vec<String>, Vec<String>) {
     (snapshots, temporaries)
 }
 
-/// One raft node serving real gRPC on a loopback port (the multi-node suites).
+/// Each member's append-lane address, by its gRPC address (a plaintext listener cannot tell
+/// the two protocols apart, as swarmd's TLS listener does by ALPN).
+static LANES: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Mutex::default);
+
+/// Plaintext append lanes to the members started here (on by default in [`Member::start`]).
+pub fn plain_lanes() -> StreamMaker {
+    Arc::new(|addr: &str| {
+        let lane = LANES.lock().expect("lanes").get(addr).cloned();
+        Box::pin(async move {
+            let lane = lane.ok_or("no append lane at that address")?;
+            let stream = tokio::net::TcpStream::connect(&lane)
+                .await
+                .map_err(|e| format!("connecting to {lane}: {e}"))?;
+            stream.set_nodelay(true).map_err(|e| e.to_string())?;
+            Ok(Box::new(stream) as BoxedStream)
+        })
+    })
+}
+
+/// One raft node serving real gRPC on a loopback port, and append lanes on another (the
+/// multi-node suites).
 pub struct Member {
     pub node: RaftNode,
     pub app: Arc<KvApp>,
     pub addr: String,
     pub id: u64,
+    /// Where this member takes append lanes, and how many it accepted.
+    pub lane_addr: String,
+    pub lane_connections: Arc<std::sync::atomic::AtomicUsize>,
     server: tokio_util::sync::CancellationToken,
 }
 
 impl Member {
     /// Starts node `id` in `dir`, serving raft on `addr` (a fresh port when `None`), with 50 ms
-    /// ticks (fast elections, yet a loaded machine keeps its leader); `config_of` adjusts the
-    /// configuration and sees the bound address.
+    /// ticks (fast elections, yet a loaded machine keeps its leader) and AppendEntries over
+    /// [`plain_lanes`]; `config_of` adjusts the configuration and sees the bound address.
     pub async fn start(
         id: u64,
         dir: &Path,
@@ -177,11 +204,42 @@ impl Member {
         let mut config = RaftConfig::new(id, dir);
         config.tick = Duration::from_millis(50);
         config.election_tick = 10;
+        config.append_lanes = Some(plain_lanes());
+        let lanes = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a lane listener");
+        let lane_addr = lanes.local_addr().expect("lane addr").to_string();
+        LANES
+            .lock()
+            .expect("lanes")
+            .insert(addr.clone(), lane_addr.clone());
+        let lane_connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted_lanes = lane_connections.clone();
         let app = Arc::new(KvApp::default());
         let node = RaftNode::start(config_of(config, &addr), app.clone())
             .await
             .expect("start");
         let server = tokio_util::sync::CancellationToken::new();
+        let lane_service = node.append_lane_service();
+        let shutdown = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    accepted = lanes.accept() => accepted,
+                };
+                let Ok((stream, _)) = accepted else { return };
+                let _ = stream.set_nodelay(true);
+                accepted_lanes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (service, shutdown) = (lane_service.clone(), shutdown.clone());
+                tokio::spawn(async move {
+                    tokio::select! {
+                        () = shutdown.cancelled() => {}
+                        () = service.serve_append_lane(stream) => {}
+                    }
+                });
+            }
+        });
         let service = node.grpc_service();
         let shutdown = server.clone();
         tokio::spawn(async move {
@@ -198,6 +256,8 @@ impl Member {
             app,
             addr,
             id,
+            lane_addr,
+            lane_connections,
             server,
         }
     }

@@ -43,6 +43,17 @@ async fn members_join_as_learners_then_vote_and_replicate() {
     })
     .await;
     assert!(members[1].node.metrics().replication.is_empty());
+    // Entries reached the followers over their append lanes, not gRPC calls.
+    for follower in &members[1..] {
+        assert!(
+            follower
+                .lane_connections
+                .load(std::sync::atomic::Ordering::SeqCst)
+                > 0,
+            "member {} took no append lane",
+            follower.id
+        );
+    }
     // A follower refuses writes, naming the leader and its address.
     match members[1].node.propose(b"set x y".to_vec()).await {
         Err(RaftError::NotLeader {
@@ -360,4 +371,100 @@ async fn malformed_messages_are_refused_as_invalid() {
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("skips ahead"), "{status:?}");
     member.stop().await;
+}
+
+/// Reads one append-lane answer: its status byte and the rest.
+async fn lane_answer(stream: &mut tokio::net::TcpStream) -> Option<(u8, String)> {
+    use tokio::io::AsyncReadExt as _;
+    let mut prefix = [0u8; 4];
+    stream.read_exact(&mut prefix).await.ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    let (status, rest) = body.split_first()?;
+    Some((*status, String::from_utf8_lossy(rest).into_owned()))
+}
+
+#[tokio::test]
+async fn malformed_append_lane_frames_are_refused_and_change_nothing() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let member = Member::start(1, dir.path(), None, |c, _| c).await;
+    member
+        .node
+        .bootstrap_single(member.addr.clone())
+        .await
+        .expect("bootstrap");
+    member.node.wait_for_leader(TIMEOUT).await.expect("leader");
+    must_propose(&member.node, "set k v").await;
+    let before = member.node.metrics();
+
+    // A frame that parses, with a header that does not: refused naming the header, and the
+    // lane stays open for the next request.
+    let mut lane = tokio::net::TcpStream::connect(&member.lane_addr)
+        .await
+        .expect("connect");
+    let header = b"{not json";
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&((4 + header.len() + 4) as u32).to_be_bytes());
+    frame.extend_from_slice(&(header.len() as u32).to_be_bytes());
+    frame.extend_from_slice(header);
+    frame.extend_from_slice(&0u32.to_be_bytes());
+    for _ in 0..2 {
+        lane.write_all(&frame).await.expect("write");
+        let (status, message) = lane_answer(&mut lane).await.expect("an answer");
+        assert_eq!(status, 1, "{message}");
+        assert!(message.contains("header"), "{message}");
+    }
+    // A frame whose entry count runs past its end: refused, then the lane is closed.
+    let mut short = Vec::new();
+    short.extend_from_slice(&8u32.to_be_bytes());
+    short.extend_from_slice(&0u32.to_be_bytes());
+    short.extend_from_slice(&1000u32.to_be_bytes());
+    lane.write_all(&short).await.expect("write");
+    let (status, message) = lane_answer(&mut lane).await.expect("an answer");
+    assert_eq!(status, 1, "{message}");
+    assert!(message.contains("cannot fit"), "{message}");
+    assert!(
+        lane_answer(&mut lane).await.is_none(),
+        "the lane stays open"
+    );
+
+    let after = member.node.metrics();
+    assert_eq!(after.term, before.term);
+    assert_eq!(after.last_log_index, before.last_log_index);
+    assert_eq!(after.role, RaftRole::Leader);
+    must_propose(&member.node, "set still works").await;
+    member.stop().await;
+}
+
+/// A peer that takes no append lane (down when first tried, or an older version): entries go
+/// over gRPC calls instead, and lanes are tried again later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_goes_over_grpc_when_no_lane_opens() {
+    let dirs = dirs();
+    let members = group(&dirs, |_, mut c, _| {
+        c.append_lanes = Some(std::sync::Arc::new(|_: &str| {
+            Box::pin(async { Err("this peer takes no append lanes".to_string()) })
+        }));
+        c
+    })
+    .await;
+    must_propose(&members[0].node, "set k v").await;
+    for member in &members {
+        wait_until("replication over gRPC", || {
+            member.app.state().entries.get("k").map(String::as_str) == Some("v")
+        })
+        .await;
+    }
+    for member in &members {
+        assert_eq!(
+            member
+                .lane_connections
+                .load(std::sync::atomic::Ordering::SeqCst),
+            0
+        );
+    }
+    for member in members {
+        member.stop().await;
+    }
 }

@@ -60,6 +60,36 @@ async fn a_clean_restart_recovers_the_committed_state() {
     node.shutdown().await.expect("shutdown");
 }
 
+/// A leader's log may lose its unsynced tail to a power cut (appends are reported before they are
+/// synced), so a node that led never resumes leading in its old term: it wins a new one.
+#[tokio::test]
+async fn a_restarted_leader_leads_again_only_in_a_new_term() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = test_config(dir.path());
+    let (node, _app) = must_start_leader(config.clone()).await;
+    must_propose(&node, "set before-restart 1").await;
+    let led = node.metrics().term;
+    node.shutdown().await.expect("shutdown");
+    drop(node);
+
+    let (node, app) = must_restart(config).await;
+    let status = node.metrics();
+    assert!(
+        status.term > led,
+        "led in term {led}, leads again in term {}",
+        status.term
+    );
+    assert_eq!(
+        app.state()
+            .entries
+            .get("before-restart")
+            .map(String::as_str),
+        Some("1")
+    );
+    must_propose(&node, "set after-restart 1").await;
+    node.shutdown().await.expect("shutdown");
+}
+
 /// Dropping the runtime drops every task at its current await point: no shutdown, no final sync
 /// of the log (as close to `kill -9` as one process allows; see `crash` for a real one).
 #[test]
