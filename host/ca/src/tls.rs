@@ -231,21 +231,39 @@ pub async fn tls_connect(
         .map_err(tls_err)?
         .to_owned();
     let wanted = !config.alpn_protocols.is_empty();
-    let connect = async {
-        let tcp = TcpStream::connect(addr).await?;
-        tcp.set_nodelay(true)?;
-        TlsConnector::from(config).connect(server_name, tcp).await
-    };
-    let stream = tokio::time::timeout(timeout, connect)
+    let stream = connect(addr, &TlsConnector::from(config), server_name, timeout)
         .await
-        .map_err(|_| CaError::Tls(format!("connecting to {addr}: timed out after {timeout:?}")))?
-        .map_err(|e| CaError::Tls(format!("connecting to {addr}: {e}")))?;
+        .map_err(|e| CaError::Tls(e.to_string()))?;
     if wanted && stream.get_ref().1.alpn_protocol().is_none() {
         return Err(CaError::Tls(format!(
             "{addr} agreed to none of the application protocols asked for"
         )));
     }
     Ok(stream)
+}
+
+/// TCP connect to `addr` (no Nagle) and TLS handshake as a client, together within `timeout`;
+/// errors name `addr`.
+async fn connect(
+    addr: &str,
+    connector: &TlsConnector,
+    server_name: ServerName<'static>,
+    timeout: Duration,
+) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let connect = async {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        connector.connect(server_name, tcp).await
+    };
+    let connected = tokio::time::timeout(timeout, connect)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("timed out after {timeout:?}"),
+            ))
+        });
+    connected.map_err(|e| std::io::Error::new(e.kind(), format!("connecting to {addr}: {e}")))
 }
 
 impl tonic::transport::server::Connected for TlsConnection {
@@ -395,19 +413,7 @@ pub fn tls_channel(
             let addr = addr.clone();
             let server_name = server_name.clone();
             async move {
-                let connect = async {
-                    let tcp = TcpStream::connect(&addr).await?;
-                    tcp.set_nodelay(true)?;
-                    connector.connect(server_name, tcp).await
-                };
-                let tls = tokio::time::timeout(connect_timeout, connect)
-                    .await
-                    .map_err(|_| {
-                        std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            format!("connecting to {addr}: timed out"),
-                        )
-                    })??;
+                let tls = connect(&addr, &connector, server_name, connect_timeout).await?;
                 Ok::<_, std::io::Error>(TokioIo::new(tls))
             }
         })),

@@ -150,11 +150,24 @@ impl Manager {
         let store = Arc::new(MemoryStore::new());
         let app = Arc::new(StoreApp::new(store.clone()));
         let raft_id = raft_id(&raft_dir, &start)?;
+        let mut raft_config = RaftConfig::new(raft_id, &raft_dir);
         let channels: ChannelMaker = match &identity {
             Some(identity) => {
                 let client = identity
                     .client_config()
                     .map_err(|e| ManagerError::Unavailable(format!("TLS client: {e}")))?;
+                // AppendEntries on append lanes: the same certificate, another ALPN protocol.
+                let lanes =
+                    swarm_ca::client_config_with_alpn(&client, &[swarm_raft::APPEND_STREAM_ALPN]);
+                raft_config.append_lanes = Some(Arc::new(move |addr: &str| {
+                    let (lanes, addr) = (lanes.clone(), addr.to_owned());
+                    Box::pin(async move {
+                        let stream = swarm_ca::tls_connect(&addr, lanes, PEER_CONNECT_TIMEOUT)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok(Box::new(stream) as swarm_raft::BoxedStream)
+                    })
+                }));
                 Arc::new(move |addr: &str| {
                     swarm_ca::tls_channel(addr, client.clone(), PEER_CONNECT_TIMEOUT)
                         .map_err(|e| e.to_string())
@@ -162,23 +175,6 @@ impl Manager {
             }
             None => swarm_raft::plain_channels(),
         };
-        let mut raft_config = RaftConfig::new(raft_id, &raft_dir);
-        if let Some(identity) = &identity {
-            let client = identity
-                .client_config()
-                .map_err(|e| ManagerError::Unavailable(format!("TLS client: {e}")))?;
-            let client =
-                swarm_ca::client_config_with_alpn(&client, &[swarm_raft::APPEND_STREAM_ALPN]);
-            raft_config.append_lanes = Some(Arc::new(move |addr: &str| {
-                let (client, addr) = (client.clone(), addr.to_owned());
-                Box::pin(async move {
-                    let stream = swarm_ca::tls_connect(&addr, client, PEER_CONNECT_TIMEOUT)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    Ok(Box::new(stream) as swarm_raft::BoxedStream)
-                })
-            }));
-        }
         raft_config.tick = raft_tick;
         raft_config.heartbeat_tick = heartbeat_tick;
         raft_config.election_tick = election_tick;

@@ -279,17 +279,14 @@ impl RaftNode {
     /// [`MAX_RAFT_MESSAGE_BYTES`](crate::MAX_RAFT_MESSAGE_BYTES) are accepted; undecodable ones
     /// fail with `InvalidArgument`.
     pub fn grpc_service(&self) -> swarm_proto::pb::raft_server::RaftServer<RaftService> {
-        swarm_proto::pb::raft_server::RaftServer::new(RaftService::new(
-            self.inner.raft.clone(),
-            self.inner.reception.clone(),
-            self.inner.durable.clone(),
-        ))
-        .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
-        .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+        swarm_proto::pb::raft_server::RaftServer::new(self.append_lane_service())
+            .max_decoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
+            .max_encoding_message_size(crate::network::MAX_RAFT_MESSAGE_BYTES)
     }
 
     /// The service behind append lanes from peers (see
-    /// [`RaftService::serve_append_lane`]); the caller authenticates the peer first.
+    /// [`RaftService::serve_append_lane`]; the same one [`grpc_service`](Self::grpc_service)
+    /// wraps); the caller authenticates the peer first.
     pub fn append_lane_service(&self) -> RaftService {
         RaftService::new(
             self.inner.raft.clone(),

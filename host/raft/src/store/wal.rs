@@ -358,30 +358,28 @@ impl Wal {
             offset = start + len as usize;
         };
         let end = offset as u64;
-        if let Some(reason) = stop {
-            if !last {
+        let dropped = match stop {
+            Some(reason) if !last => {
                 return Err(WalError::Corrupt {
                     path,
                     offset: end,
                     reason,
                 });
             }
-            tracing::warn!(
-                segment = %path.display(),
-                offset = end,
-                %reason,
-                "the raft log ends with an incomplete append (a crash while writing); dropping it"
-            );
-            zero(&file, end, bytes.len() as u64 - end).map_err(io_error(&path))?;
-            file.sync_data().map_err(io_error(&path))?;
-        } else if last && bytes[end as usize..].iter().any(|b| *b != 0) {
+            Some(reason) => Some(format!("an incomplete append ({reason})")),
             // A hole (a record whose pages a crash never wrote back) with later records behind
             // it: they must go, or an append that happens to end where one starts would bring
             // it back into the log.
+            None if last && bytes[offset..].iter().any(|b| *b != 0) => {
+                Some("bytes after its last record".to_string())
+            }
+            None => None,
+        };
+        if let Some(what) = dropped {
             tracing::warn!(
                 segment = %path.display(),
                 offset = end,
-                "the raft log has bytes after its last record (writes a crash cut off); dropping them"
+                "the raft log ends with {what} (writes a crash cut off); dropping them"
             );
             zero(&file, end, bytes.len() as u64 - end).map_err(io_error(&path))?;
             file.sync_data().map_err(io_error(&path))?;
